@@ -1,0 +1,435 @@
+/**
+ * The `etcd` store: etcd v3 over its grpc-gateway JSON API (`/v3/...`) with plain fetch, no gRPC. Keys
+ * with a TTL get an etcd lease of their own, as flanneld's do, so flanneld and weft agents can share
+ * one etcd: creation is a txn on `create_revision == 0`, updates compare `mod_revision`, renewal is a
+ * lease keepalive, and expiry arrives as a DELETE event whose lease is gone.
+ */
+import {
+  ClosedError,
+  ConflictError,
+  isStoreError,
+  KeyExistsError,
+  KeyNotFoundError,
+  StoreError,
+  StoreErrorCode,
+} from "../errors.ts";
+import { type HttpAnswer, HttpEndpoints, type HttpStream } from "../http.ts";
+import type {
+  Capabilities,
+  CreateOptions,
+  DeleteOptions,
+  KeyValue,
+  ListResult,
+  Store,
+  StoreLogger,
+  StoreOptions,
+  UpdateOptions,
+  WatchEvent,
+  WatchOptions,
+} from "../store.ts";
+import {
+  authenticateRequest,
+  createTxn,
+  decodeAuthenticate,
+  decodeDeleteRange,
+  decodeGatewayError,
+  decodeKeepAlive,
+  decodeLeaseGrant,
+  decodeRange,
+  decodeTimeToLive,
+  decodeTxn,
+  deleteRequest,
+  deleteTxn,
+  gatewayFailure,
+  isInvalidToken,
+  type LeaseGrant,
+  leaseGrantRequest,
+  leaseRequest,
+  parseJson,
+  prefixRangeRequest,
+  rangeRequest,
+  type TimeToLive,
+  timeToLiveRequest,
+  toKeyValue,
+  txnRangeKvs,
+  updateTxn,
+  type Where,
+} from "./codec.ts";
+import { watchPrefix } from "./watch.ts";
+
+/** etcd's largest lease TTL (`MaxLeaseTTL`, 9e9 s). */
+const MAX_TTL_SECONDS = 9_000_000_000;
+/** 1.5 × etcd's default progress-notify interval (10 min): silence beyond this means a dead stream. */
+const WATCH_IDLE_TIMEOUT_MS = 15 * 60_000;
+
+/**
+ * What this client knows about the leases it granted or kept alive, so watch events on its own keys
+ * get a `ttlSeconds` without a `timetolive` round trip each.
+ */
+class LeaseBook {
+  readonly #leases = new Map<bigint, { readonly ttlSeconds: number; readonly at: number }>();
+
+  note(id: bigint, ttlSeconds: number): void {
+    const now = performance.now();
+    for (const [other, entry] of this.#leases) {
+      if (now - entry.at > entry.ttlSeconds * 1_000) this.#leases.delete(other);
+    }
+    this.#leases.set(id, { ttlSeconds, at: now });
+  }
+
+  forget(id: bigint): void {
+    this.#leases.delete(id);
+  }
+
+  /** Whole seconds left, or undefined when the lease is unknown here or should have expired. */
+  remaining(id: bigint): number | undefined {
+    const entry = this.#leases.get(id);
+    if (entry === undefined) return undefined;
+    const left = Math.ceil(entry.ttlSeconds - (performance.now() - entry.at) / 1_000);
+    if (left > 0) return left;
+    this.#leases.delete(id);
+    return undefined;
+  }
+
+  clear(): void {
+    this.#leases.clear();
+  }
+}
+
+export class Etcd3Store implements Store {
+  readonly name = "etcd" as const;
+  readonly capabilities: Capabilities = {
+    serverTtl: true,
+    multiHost: true,
+    expiryReason: true,
+    minTtlSeconds: 2,
+  };
+
+  readonly #http: HttpEndpoints;
+  readonly #username: string | undefined;
+  readonly #password: string;
+  readonly #logger: StoreLogger | undefined;
+  readonly #closer = new AbortController();
+  readonly #leases = new LeaseBook();
+  readonly #watches = new Set<Promise<void>>();
+  #token: Promise<string | undefined> | undefined;
+  #tokenValue: string | undefined;
+
+  constructor(options: StoreOptions) {
+    this.#http = new HttpEndpoints(options);
+    this.#username = options.username === "" ? undefined : options.username;
+    this.#password = options.password ?? "";
+    this.#logger = options.logger;
+  }
+
+  async get(key: string): Promise<KeyValue | undefined> {
+    checkKey(key);
+    const { answer } = await this.#call("/v3/kv/range", rangeRequest(key), decodeRange);
+    const kv = answer.kvs[0];
+    return kv === undefined ? undefined : toKeyValue(kv);
+  }
+
+  list(prefix: string): Promise<ListResult> {
+    return this.#list(prefix, this.#closer.signal);
+  }
+
+  async create(key: string, value: string, options: CreateOptions = {}): Promise<KeyValue> {
+    checkKey(key);
+    const ttl = checkTtl(key, options.ttlSeconds);
+    const lease = ttl === undefined ? undefined : await this.#grant(ttl);
+    const leaseId = lease?.id ?? 0n;
+    let result: { answer: ReturnType<typeof decodeTxn>; endpoint: string };
+    try {
+      result = await this.#call("/v3/kv/txn", createTxn(key, value, leaseId), decodeTxn);
+    } catch (err) {
+      // Even if the txn did go through, revoking deletes the key again: no orphan outlives the error.
+      if (lease !== undefined) await this.#revokeQuietly(lease.id);
+      throw err;
+    }
+    if (!result.answer.succeeded) {
+      if (lease !== undefined) await this.#revokeQuietly(lease.id);
+      throw new KeyExistsError(key, { endpoint: result.endpoint });
+    }
+    return {
+      key,
+      value,
+      revision: result.answer.revision,
+      expires: lease !== undefined,
+      ...(lease === undefined ? {} : { ttlSeconds: lease.ttlSeconds }),
+    };
+  }
+
+  async update(key: string, value: string, options: UpdateOptions): Promise<KeyValue> {
+    checkKey(key);
+    const ttl = checkTtl(key, options.ttlSeconds);
+    const lease = ttl === undefined ? undefined : await this.#grant(ttl);
+    const body = updateTxn(key, value, options.expectRevision, lease?.id ?? 0n);
+    let result: { answer: ReturnType<typeof decodeTxn>; endpoint: string };
+    try {
+      result = await this.#call("/v3/kv/txn", body, decodeTxn);
+    } catch (err) {
+      // When the outcome is unknown the new lease may now hold the key: leave it to expire by itself.
+      const unknown =
+        isStoreError(err, StoreErrorCode.Unavailable) || isStoreError(err, StoreErrorCode.Closed);
+      if (lease !== undefined && !unknown) await this.#revokeQuietly(lease.id);
+      throw err;
+    }
+    const { answer, endpoint } = result;
+    if (!answer.succeeded) {
+      if (lease !== undefined) await this.#revokeQuietly(lease.id);
+      const actual = txnRangeKvs(answer)[0]?.modRevision;
+      throw new ConflictError(key, options.expectRevision, actual, { endpoint });
+    }
+    const put = answer.responses.find((op) => op.op === "put");
+    const previous = put?.op === "put" ? put.prevKv?.lease : undefined;
+    if (previous !== undefined && previous !== 0n) await this.#releaseLease(previous);
+    return {
+      key,
+      value,
+      revision: answer.revision,
+      expires: lease !== undefined,
+      ...(lease === undefined ? {} : { ttlSeconds: lease.ttlSeconds }),
+    };
+  }
+
+  async renew(key: string): Promise<KeyValue> {
+    checkKey(key);
+    const range = await this.#call("/v3/kv/range", rangeRequest(key), decodeRange);
+    const kv = range.answer.kvs[0];
+    if (kv === undefined) throw new KeyNotFoundError(key, { endpoint: range.endpoint });
+    if (kv.lease === 0n) return toKeyValue(kv);
+    const kept = await this.#call("/v3/lease/keepalive", leaseRequest(kv.lease), decodeKeepAlive);
+    if (kept.answer <= 0) {
+      this.#leases.forget(kv.lease);
+      throw new KeyNotFoundError(key, { endpoint: kept.endpoint });
+    }
+    this.#leases.note(kv.lease, kept.answer);
+    return toKeyValue(kv, kept.answer);
+  }
+
+  async delete(key: string, options: DeleteOptions = {}): Promise<boolean> {
+    checkKey(key);
+    const expected = options.expectRevision;
+    if (expected === undefined) {
+      const { answer } = await this.#call("/v3/kv/deleterange", deleteRequest(key), decodeDeleteRange);
+      return answer > 0n;
+    }
+    const { answer, endpoint } = await this.#call("/v3/kv/txn", deleteTxn(key, expected), decodeTxn);
+    if (answer.succeeded) return true;
+    const current = txnRangeKvs(answer)[0];
+    if (current === undefined) return false;
+    throw new ConflictError(key, expected, current.modRevision, { endpoint });
+  }
+
+  watch(prefix: string, options: WatchOptions): AsyncIterable<WatchEvent> {
+    return watchPrefix(
+      {
+        storeSignal: this.#closer.signal,
+        logger: this.#logger,
+        idleTimeoutMs: WATCH_IDLE_TIMEOUT_MS,
+        list: (p, signal) => this.#list(p, signal),
+        open: (body, signal) => this.#openWatch(body, signal),
+        dropToken: (token) => this.#dropToken(token),
+        cachedTtl: (id) => this.#leases.remaining(id),
+        timeToLive: async (id, signal) =>
+          (await this.#call("/v3/lease/timetolive", timeToLiveRequest(id, false), decodeTimeToLive, signal))
+            .answer.ttlSeconds,
+        track: (producer) => {
+          this.#watches.add(producer);
+          void producer.finally(() => this.#watches.delete(producer));
+        },
+      },
+      prefix,
+      options,
+    );
+  }
+
+  async close(): Promise<void> {
+    if (!this.#closer.signal.aborted) {
+      this.#closer.abort();
+      this.#leases.clear();
+      this.#token = undefined;
+      this.#tokenValue = undefined;
+    }
+    await Promise.allSettled([...this.#watches]);
+  }
+
+  async #list(prefix: string, signal: AbortSignal): Promise<ListResult> {
+    const { answer } = await this.#call("/v3/kv/range", prefixRangeRequest(prefix), decodeRange, signal);
+    return { entries: answer.kvs.map((kv) => toKeyValue(kv)), revision: answer.revision };
+  }
+
+  async #grant(ttlSeconds: number): Promise<LeaseGrant> {
+    const { answer } = await this.#call("/v3/lease/grant", leaseGrantRequest(ttlSeconds), decodeLeaseGrant);
+    this.#leases.note(answer.id, answer.ttlSeconds);
+    return answer;
+  }
+
+  /** Revokes a lease this client no longer needs; a failure only leaves it to expire by itself. */
+  async #revokeQuietly(id: bigint): Promise<void> {
+    this.#leases.forget(id);
+    if (this.#closer.signal.aborted) return;
+    try {
+      await this.#call("/v3/lease/revoke", leaseRequest(id), () => undefined);
+    } catch (err) {
+      if (isStoreError(err) && /lease not found/.test(err.message)) return;
+      this.#logger?.warn("etcd: could not revoke an unused lease; it will expire by itself", {
+        lease: id.toString(),
+        error: String(err),
+      });
+    }
+  }
+
+  /** Revokes a lease a key no longer uses, unless other keys (maybe other tools' keys) still hold it. */
+  async #releaseLease(id: bigint): Promise<void> {
+    let left: TimeToLive;
+    try {
+      left = (await this.#call("/v3/lease/timetolive", timeToLiveRequest(id, true), decodeTimeToLive)).answer;
+    } catch (err) {
+      this.#logger?.warn("etcd: could not inspect a replaced lease; it will expire by itself", {
+        lease: id.toString(),
+        error: String(err),
+      });
+      return;
+    }
+    if (left.ttlSeconds >= 0 && left.keys.length === 0) await this.#revokeQuietly(id);
+  }
+
+  /**
+   * One unary gateway call: POST `body` as JSON to `path`, decode the answer, map failures onto
+   * StoreErrors, and authenticate again once when the server says the token is no longer valid.
+   */
+  async #call<T>(
+    path: string,
+    body: Record<string, unknown>,
+    decode: (json: unknown, where: Where) => T,
+    signal: AbortSignal = this.#closer.signal,
+  ): Promise<{ answer: T; endpoint: string }> {
+    const payload = JSON.stringify(body);
+    for (let attempt = 0; ; attempt++) {
+      this.#checkOpen();
+      let token: string | undefined;
+      let answer: HttpAnswer;
+      try {
+        token = await this.#authToken();
+        answer = await this.#http.request({
+          method: "POST",
+          path,
+          body: payload,
+          headers: headers(token),
+          signal,
+        });
+      } catch (err) {
+        this.#checkOpen();
+        throw err;
+      }
+      const where = `${answer.endpoint}${path}`;
+      const json = parseJson(answer.body, where);
+      const failure = decodeGatewayError(json);
+      if (failure === undefined && answer.status >= 200 && answer.status < 300) {
+        return { answer: decode(json, where), endpoint: answer.endpoint };
+      }
+      if (failure !== undefined && isInvalidToken(failure) && token !== undefined && attempt === 0) {
+        this.#dropToken(token);
+        continue;
+      }
+      throw gatewayFailure(failure, answer.status, answer.endpoint, path, answer.body);
+    }
+  }
+
+  async #openWatch(
+    body: string,
+    signal: AbortSignal,
+  ): Promise<{ stream: HttpStream; token: string | undefined }> {
+    this.#checkOpen();
+    const token = await this.#authToken();
+    // Like flanneld's WithRequireLeader: a member cut off from its leader ends the stream instead of
+    // keeping it open and silent.
+    const stream = await this.#http.stream({
+      method: "POST",
+      path: "/v3/watch",
+      body,
+      headers: { ...headers(token), "grpc-metadata-hasleader": "true" },
+      signal,
+    });
+    return { stream, token };
+  }
+
+  /** The auth token, authenticating once for all callers; undefined without credentials. */
+  #authToken(): Promise<string | undefined> {
+    if (this.#username === undefined) return Promise.resolve(undefined);
+    this.#token ??= this.#authenticate(this.#username).catch((err: unknown) => {
+      this.#token = undefined;
+      throw err;
+    });
+    return this.#token;
+  }
+
+  #dropToken(stale: string): void {
+    if (this.#tokenValue === stale) {
+      this.#token = undefined;
+      this.#tokenValue = undefined;
+    }
+  }
+
+  async #authenticate(username: string): Promise<string | undefined> {
+    const path = "/v3/auth/authenticate";
+    const answer = await this.#http.request({
+      method: "POST",
+      path,
+      body: JSON.stringify(authenticateRequest(username, this.#password)),
+      signal: this.#closer.signal,
+    });
+    const where = `${answer.endpoint}${path}`;
+    const json = parseJson(answer.body, where);
+    const failure = decodeGatewayError(json);
+    if (failure === undefined && answer.status >= 200 && answer.status < 300) {
+      const token = decodeAuthenticate(json, where);
+      this.#tokenValue = token;
+      return token;
+    }
+    if (failure !== undefined && /authentication is not enabled/.test(failure.message)) {
+      this.#logger?.debug(
+        "etcd: authentication is not enabled on the server; sending requests without a token",
+        {
+          endpoint: answer.endpoint,
+        },
+      );
+      return undefined;
+    }
+    if (failure !== undefined && /authentication failed/.test(failure.message)) {
+      throw new StoreError(
+        StoreErrorCode.Auth,
+        `etcd at ${answer.endpoint} refused the credentials of user "${username}": ${failure.message} (check the etcd username and password)`,
+        { endpoint: answer.endpoint },
+      );
+    }
+    throw gatewayFailure(failure, answer.status, answer.endpoint, path, answer.body);
+  }
+
+  #checkOpen(): void {
+    if (this.#closer.signal.aborted) throw new ClosedError("etcd");
+  }
+}
+
+function headers(token: string | undefined): Record<string, string> {
+  const base = { "content-type": "application/json" };
+  return token === undefined ? base : { ...base, authorization: token };
+}
+
+function checkKey(key: string): void {
+  if (key === "") throw new StoreError(StoreErrorCode.Invalid, "etcd keys cannot be empty");
+}
+
+/** The TTL to grant, in whole seconds (rounded up), or undefined for a key that never expires. */
+function checkTtl(key: string, ttlSeconds: number | undefined): number | undefined {
+  if (ttlSeconds === undefined) return undefined;
+  if (!Number.isFinite(ttlSeconds) || ttlSeconds <= 0 || ttlSeconds > MAX_TTL_SECONDS) {
+    throw new StoreError(
+      StoreErrorCode.Invalid,
+      `TTL ${ttlSeconds} s for key ${key} is out of range: give 1..${MAX_TTL_SECONDS} seconds, or no TTL for a key that never expires`,
+      { key },
+    );
+  }
+  return Math.ceil(ttlSeconds);
+}

@@ -1,0 +1,69 @@
+/**
+ * A push-to-pull bridge: producers (a stream reader, a poll loop) push watch events, the consumer
+ * iterates them. The iteration ends when the queue is closed or the signal aborts, and rethrows the
+ * error the producer failed with, so a watch can never end silently.
+ */
+export class EventQueue<T> implements AsyncIterable<T> {
+  readonly #items: T[] = [];
+  #waiter: (() => void) | undefined;
+  #ended = false;
+  #error: unknown;
+  #failed = false;
+
+  constructor(signal?: AbortSignal) {
+    if (signal?.aborted) this.end();
+    signal?.addEventListener("abort", () => this.end(), { once: true });
+  }
+
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /** Number of events pushed but not yet consumed. */
+  get size(): number {
+    return this.#items.length;
+  }
+
+  push(item: T): void {
+    if (this.#ended) return;
+    this.#items.push(item);
+    this.#wake();
+  }
+
+  /** Ends the iteration after the queued items, normally. */
+  end(): void {
+    this.#ended = true;
+    this.#wake();
+  }
+
+  /** Ends the iteration after the queued items by throwing `error` to the consumer. */
+  fail(error: unknown): void {
+    if (this.#ended) return;
+    this.#failed = true;
+    this.#error = error;
+    this.end();
+  }
+
+  #wake(): void {
+    const waiter = this.#waiter;
+    this.#waiter = undefined;
+    waiter?.();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<T> {
+    for (;;) {
+      const item = this.#items.shift();
+      if (item !== undefined) {
+        yield item;
+        continue;
+      }
+      if (this.#ended) {
+        if (this.#failed) throw this.#error;
+        return;
+      }
+      await new Promise<void>((resolve) => {
+        this.#waiter = resolve;
+      });
+    }
+  }
+}

@@ -1,0 +1,287 @@
+/**
+ * Watches of the SQLite store: every watch tails the change log (`revision > position AND key in
+ * range`) and pushes each row once, in revision order.
+ *
+ * When to look, without burning CPU:
+ * - This connection's own commits wake every watch at once (`localWrite`, a microtask).
+ * - Other processes' commits append to the `-wal` file: an inotify watch on it (`fs.watch`) wakes us
+ *   within a fraction of a millisecond. `PRAGMA data_version` (a few microseconds, no disk access)
+ *   then says whether another connection committed; only then are the logs queried. The inotify
+ *   event can arrive while the writer is still between its WAL write and its wal-index update, so a
+ *   wake-up that finds nothing new re-checks at once (`setImmediate`), then after 1, 2, 4, 8 and 16 ms.
+ * - A fallback timer (100 ms, or 25 ms when inotify is unavailable) runs the same cheap check, for
+ *   events inotify could not deliver.
+ * The timer and the inotify watch exist only while at least one watch is open.
+ *
+ * A watch whose position is below the change log's compaction boundary cannot prove it saw every
+ * change: it gets a `resync` (cause "compacted") with the prefix's current contents and continues
+ * after the snapshot's revision. A watch that has nothing to deliver still advances its position to
+ * the store revision, so trimming other prefixes' history never forces it to resync.
+ */
+import type { Database } from "bun:sqlite";
+import { type FSWatcher, watch as watchFile } from "node:fs";
+import { Backoff } from "./backoff.ts";
+import { StoreError } from "./errors.ts";
+import { EventQueue } from "./event-queue.ts";
+import { compacted, dataVersion, head, inTransaction, listLive, logAfter } from "./sqlite-queries.ts";
+import {
+  describeSqliteError,
+  isBusy,
+  type KeyRange,
+  prefixRange,
+  toKeyValue,
+  toWatchEvent,
+} from "./sqlite-schema.ts";
+import type { Revision, StoreLogger, WatchEvent, WatchOptions } from "./store.ts";
+
+/** What the hub needs from the store that owns it. */
+export interface WatchHost {
+  /** The open connection (opening it on first use); throws a StoreError or a SQLite error. */
+  open(): Database;
+  /** The file whose modifications signal other processes' commits; undefined for `:memory:`. */
+  readonly walPath: string | undefined;
+  /** Wall clock in ms since the epoch, for the TTLs in resync snapshots. */
+  now(): number;
+  readonly logger: StoreLogger | undefined;
+}
+
+interface Watcher {
+  readonly prefix: string;
+  readonly range: KeyRange;
+  readonly queue: EventQueue<WatchEvent>;
+  /** Last revision delivered (or known to hold nothing for this watch). */
+  position: Revision;
+  /** Must be polled at the next check even if no connection committed (new, or a poll failed). */
+  due: boolean;
+  readonly detach: () => void;
+}
+
+type Cause = "local" | "fs" | "recheck" | "timer" | "retry";
+
+const FALLBACK_POLL_MS = 100;
+const FALLBACK_POLL_NO_INOTIFY_MS = 25;
+/** Re-checks after a wake-up that found nothing; 0 is `setImmediate`. */
+const RECHECK_MS = [0, 1, 2, 4, 8, 16] as const;
+/** Log rows read per query; a watch far behind reads several batches in one go. */
+const BATCH = 512;
+
+export class WatchHub {
+  readonly #host: WatchHost;
+  readonly #watchers = new Set<Watcher>();
+  readonly #retryBackoff = new Backoff(5, 1_000);
+  #closed = false;
+  #fsWatcher: FSWatcher | undefined;
+  #inotifyFailed = false;
+  #fallback: ReturnType<typeof setInterval> | undefined;
+  #cancelRecheck: (() => void) | undefined;
+  #recheckStep = 0;
+  #retry: ReturnType<typeof setTimeout> | undefined;
+  #scheduled: Cause | undefined;
+  #localWrites = 0;
+  #seenLocalWrites = 0;
+  #seenDataVersion: bigint | undefined;
+
+  constructor(host: WatchHost) {
+    this.#host = host;
+  }
+
+  /** Starts a watch; see `Store.watch`. */
+  watch(prefix: string, options: WatchOptions): AsyncIterable<WatchEvent> {
+    const { signal } = options;
+    const queue = new EventQueue<WatchEvent>(signal);
+    if (this.#closed || queue.ended) return queue;
+    const onAbort = () => this.#remove(watcher);
+    const watcher: Watcher = {
+      prefix,
+      range: prefixRange(prefix),
+      queue,
+      position: options.afterRevision,
+      due: true,
+      detach: () => signal?.removeEventListener("abort", onAbort),
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+    this.#watchers.add(watcher);
+    this.#schedule("local");
+    return this.#iterate(watcher);
+  }
+
+  /** This connection committed a change: SQLite's data_version does not count our own commits. */
+  localWrite(): void {
+    this.#localWrites += 1;
+    if (this.#watchers.size > 0) this.#schedule("local");
+  }
+
+  /** Ends every watch normally and releases the inotify watch and timers. */
+  close(): void {
+    this.#closed = true;
+    for (const watcher of [...this.#watchers]) {
+      this.#remove(watcher);
+      watcher.queue.end();
+    }
+    this.#stopWaking();
+  }
+
+  /** Yields the watch's events; a consumer that stops iterating (break/return) detaches it. */
+  async *#iterate(watcher: Watcher): AsyncGenerator<WatchEvent> {
+    try {
+      yield* watcher.queue;
+    } finally {
+      this.#remove(watcher);
+    }
+  }
+
+  #remove(watcher: Watcher): void {
+    if (!this.#watchers.delete(watcher)) return;
+    watcher.detach();
+    if (this.#watchers.size === 0) this.#stopWaking();
+  }
+
+  #schedule(cause: Cause): void {
+    if (this.#scheduled !== undefined) {
+      if (cause === "fs") this.#scheduled = cause;
+      return;
+    }
+    this.#scheduled = cause;
+    queueMicrotask(() => {
+      const scheduled = this.#scheduled ?? cause;
+      this.#scheduled = undefined;
+      this.#check(scheduled);
+    });
+  }
+
+  /** Polls the watches if any connection committed since the last check (or a watch is due). */
+  #check(cause: Cause): void {
+    if (this.#closed || this.#watchers.size === 0) return;
+    try {
+      const db = this.#host.open();
+      this.#startWaking();
+      const version = dataVersion(db);
+      const changed = version !== this.#seenDataVersion || this.#localWrites !== this.#seenLocalWrites;
+      this.#seenDataVersion = version;
+      this.#seenLocalWrites = this.#localWrites;
+      for (const watcher of this.#watchers) {
+        if (!changed && !watcher.due) continue;
+        this.#poll(db, watcher);
+        watcher.due = false;
+      }
+      this.#retryBackoff.reset();
+      this.#afterCheck(cause, changed);
+    } catch (err) {
+      this.#failedCheck(err);
+    }
+  }
+
+  /** Re-checks shortly after an inotify wake-up that found nothing (the commit may be in flight). */
+  #afterCheck(cause: Cause, changed: boolean): void {
+    if (changed || (cause !== "fs" && cause !== "recheck")) {
+      if (changed) this.#clearRecheck();
+      return;
+    }
+    this.#recheckStep = cause === "fs" ? 0 : this.#recheckStep + 1;
+    const delay = RECHECK_MS[this.#recheckStep];
+    this.#clearRecheck();
+    if (delay === 0) {
+      const immediate = setImmediate(() => this.#check("recheck"));
+      this.#cancelRecheck = () => clearImmediate(immediate);
+    } else if (delay !== undefined) {
+      const timer = setTimeout(() => this.#check("recheck"), delay);
+      this.#cancelRecheck = () => clearTimeout(timer);
+    }
+  }
+
+  #failedCheck(err: unknown): void {
+    for (const watcher of this.#watchers) watcher.due = true;
+    if (err instanceof StoreError) {
+      // Only opening the database raises StoreErrors (bad path, newer schema): as every other call,
+      // the watch fails with the reason. SQLite errors of a connection that did open are retried.
+      for (const watcher of [...this.#watchers]) {
+        this.#remove(watcher);
+        watcher.queue.fail(err);
+      }
+      return;
+    }
+    const delay = this.#retryBackoff.delay();
+    if (!isBusy(err)) {
+      const reason = err instanceof StoreError ? err.message : describeSqliteError(err);
+      this.#host.logger?.warn("sqlite watch poll failed; retrying", { reason, retryInMs: Math.round(delay) });
+    }
+    clearTimeout(this.#retry);
+    this.#retry = setTimeout(() => this.#check("retry"), delay);
+  }
+
+  /** Delivers the watch's new log rows, or a resync when its history was trimmed. */
+  #poll(db: Database, watcher: Watcher): void {
+    inTransaction(db, "BEGIN", () => {
+      const latest = head(db);
+      if (watcher.position < compacted(db)) {
+        const now = this.#host.now();
+        const entries = listLive(db, watcher.range, now).map((row) => toKeyValue(row, now));
+        this.#host.logger?.info("sqlite watch resyncs: its history was trimmed", {
+          prefix: watcher.prefix,
+          position: String(watcher.position),
+          revision: String(latest),
+        });
+        watcher.queue.push({ type: "resync", entries, revision: latest, cause: "compacted" });
+        watcher.position = latest;
+        return;
+      }
+      for (;;) {
+        const rows = logAfter(db, watcher.range, watcher.position, BATCH);
+        for (const row of rows) {
+          watcher.queue.push(toWatchEvent(row));
+          watcher.position = row.revision;
+        }
+        if (rows.length < BATCH) break;
+      }
+      if (latest > watcher.position) watcher.position = latest;
+    });
+  }
+
+  #startWaking(): void {
+    if (this.#fallback !== undefined) return;
+    const walPath = this.#host.walPath;
+    if (walPath !== undefined && !this.#inotifyFailed) {
+      try {
+        this.#fsWatcher = watchFile(walPath, { persistent: true }, (event) => {
+          // "rename": the file was removed or replaced (not done by SQLite while we are connected).
+          if (event === "rename") this.#inotifyLost(`${walPath} was removed or replaced`);
+          this.#schedule("fs");
+        });
+        this.#fsWatcher.on("error", (err) => this.#inotifyLost(err));
+      } catch (err) {
+        this.#inotifyLost(err);
+      }
+    }
+    const every = this.#fsWatcher === undefined ? FALLBACK_POLL_NO_INOTIFY_MS : FALLBACK_POLL_MS;
+    this.#fallback = setInterval(() => this.#check("timer"), every);
+  }
+
+  #inotifyLost(err: unknown): void {
+    this.#inotifyFailed = true;
+    this.#fsWatcher?.close();
+    this.#fsWatcher = undefined;
+    this.#host.logger?.warn("sqlite watch cannot use inotify; polling every 25 ms instead", {
+      path: this.#host.walPath,
+      reason: err instanceof Error ? err.message : String(err),
+    });
+    if (this.#fallback !== undefined) {
+      clearInterval(this.#fallback);
+      this.#fallback = setInterval(() => this.#check("timer"), FALLBACK_POLL_NO_INOTIFY_MS);
+    }
+  }
+
+  #stopWaking(): void {
+    this.#fsWatcher?.close();
+    this.#fsWatcher = undefined;
+    clearInterval(this.#fallback);
+    this.#fallback = undefined;
+    this.#clearRecheck();
+    clearTimeout(this.#retry);
+    this.#retry = undefined;
+  }
+
+  #clearRecheck(): void {
+    this.#cancelRecheck?.();
+    this.#cancelRecheck = undefined;
+  }
+}

@@ -1,0 +1,413 @@
+/**
+ * The embedded store (`--store=sqlite`): one SQLite database file on one machine, shared by every
+ * agent process that opens it (demo, tests, single-host labs). Not for several machines: SQLite's
+ * locks do not work over network file systems, hence `multiHost: false`.
+ *
+ * - File: `endpoints[0]` is the database path, opened on the first call (the constructor does no
+ *   I/O). If its directory is missing but the directory above exists, that one level is created
+ *   (`/var/lib/weft` for `/var/lib/weft/weft.db`); a deeper missing tree is a typo, reported as
+ *   UnavailableError naming the path, never created. `:memory:` works for single-process tests.
+ * - Concurrency: WAL journal (readers never block the writer), `synchronous=NORMAL`, and every write
+ *   in a `BEGIN IMMEDIATE` transaction, so a read-check-write (create-if-absent, compare-and-swap)
+ *   is atomic across processes. SQLITE_BUSY waits up to 100 ms inside SQLite, then is retried with
+ *   backoff (the event loop stays free) until `requestTimeoutMs` (default 5 s) has passed; only then
+ *   does the call fail, with UnavailableError.
+ * - Revisions: every write (create, update, delete, expiry) appends one row to the change log in the
+ *   same transaction; its id is the revision (layout in `sqlite-schema.ts`). `renew` moves only the
+ *   deadline and writes no log row: like an etcd keepalive it neither changes the revision nor
+ *   wakes watchers.
+ * - TTL: the deadline is stored as wall-clock milliseconds (one machine, one clock). Reads never
+ *   return a key past its deadline, renew refuses it. Expired keys are swept, by any client, in a
+ *   write transaction that deletes them and logs `delete`/`expired` (the condition is evaluated under
+ *   the lock, so concurrent sweepers never log an expiry twice): before reads, inside every write, and
+ *   on a timer aimed at the earliest deadline but re-armed at least every second, so another
+ *   process's watch sees an expiry within about a second even when the key's writer is dead.
+ * - History: the change log keeps the newest 10,000 revisions (trimmed every 256 writes of a client;
+ *   `compactHistory` forces it). Watches are described in `sqlite-watch.ts`.
+ */
+import { Database } from "bun:sqlite";
+import { existsSync, mkdirSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { sleep } from "./backoff.ts";
+import {
+  ClosedError,
+  ConflictError,
+  KeyExistsError,
+  KeyNotFoundError,
+  StoreError,
+  StoreErrorCode,
+  UnavailableError,
+} from "./errors.ts";
+import { EventQueue } from "./event-queue.ts";
+import * as q from "./sqlite-queries.ts";
+import {
+  checkKey,
+  describeSqliteError,
+  isBusy,
+  prefixRange,
+  SCHEMA_VERSION,
+  storedTtl,
+  toKeyValue,
+  writtenKeyValue,
+} from "./sqlite-schema.ts";
+import { WatchHub } from "./sqlite-watch.ts";
+import type {
+  Capabilities,
+  CreateOptions,
+  DeleteOptions,
+  KeyValue,
+  ListResult,
+  Revision,
+  Store,
+  StoreLogger,
+  StoreOptions,
+  UpdateOptions,
+  WatchEvent,
+  WatchOptions,
+} from "./store.ts";
+
+/** Test seams of the SQLite store. */
+export interface SqliteStoreInternals {
+  /** Wall clock in ms since the epoch, in which deadlines are stored (default `Date.now`). */
+  readonly now?: (() => number) | undefined;
+}
+
+/** How long SQLite itself waits for a lock before reporting SQLITE_BUSY (blocks the event loop). */
+const BUSY_TIMEOUT_MS = 100;
+const DEFAULT_REQUEST_TIMEOUT_MS = 5_000;
+/** Change-log rows kept for watches that fall behind; older positions resync. */
+export const HISTORY_ROWS = 10_000;
+const TRIM_EVERY_WRITES = 256;
+/** The sweep timer looks at least this often, since other processes may write earlier deadlines. */
+const SWEEP_MAX_DELAY_MS = 1_000;
+const SWEEP_MIN_DELAY_MS = 5;
+
+export class SqliteStore implements Store {
+  readonly name = "sqlite" as const;
+  readonly capabilities: Capabilities = {
+    serverTtl: false,
+    multiHost: false,
+    expiryReason: true,
+    minTtlSeconds: 1,
+  };
+
+  readonly #endpoint: string;
+  readonly #path: string;
+  readonly #timeoutMs: number;
+  readonly #logger: StoreLogger | undefined;
+  readonly #now: () => number;
+  readonly #hub: WatchHub;
+  #db: Database | undefined;
+  #closed = false;
+  #writesSinceTrim = 0;
+  #sweepTimer: ReturnType<typeof setTimeout> | undefined;
+  /** When the sweep timer fires (ms since the epoch). */
+  #sweepAt = Number.POSITIVE_INFINITY;
+
+  constructor(options: StoreOptions, internals: SqliteStoreInternals = {}) {
+    this.#endpoint = options.endpoints[0] ?? "";
+    this.#path = databasePath(this.#endpoint);
+    this.#timeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    this.#logger = options.logger;
+    this.#now = internals.now ?? Date.now;
+    const inMemory = this.#path === ":memory:";
+    this.#hub = new WatchHub({
+      open: () => this.#open(),
+      walPath: inMemory ? undefined : `${this.#path}-wal`,
+      now: () => this.#now(),
+      logger: this.#logger,
+    });
+  }
+
+  async get(key: string): Promise<KeyValue | undefined> {
+    checkKey(key);
+    return this.#attempt((db) => {
+      this.#sweepBeforeRead(db);
+      const now = this.#now();
+      const row = q.getLive(db, key, now);
+      return row === undefined ? undefined : toKeyValue(row, now);
+    });
+  }
+
+  async list(prefix: string): Promise<ListResult> {
+    return this.#attempt((db) => {
+      this.#sweepBeforeRead(db);
+      const now = this.#now();
+      return q.inTransaction(db, "BEGIN", () => ({
+        entries: q.listLive(db, prefixRange(prefix), now).map((row) => toKeyValue(row, now)),
+        revision: q.head(db),
+      }));
+    });
+  }
+
+  async create(key: string, value: string, options: CreateOptions = {}): Promise<KeyValue> {
+    checkKey(key);
+    const ttl = storedTtl(key, options.ttlSeconds);
+    return this.#write((db, now) => {
+      if (q.getAny(db, key) !== undefined) return new KeyExistsError(key, { endpoint: this.#endpoint });
+      const revision = q.appendLog(db, { key, type: "put", reason: null, value, ttl });
+      const expiresAt = ttl === null ? null : this.#deadline(now, ttl);
+      q.insertKv(db, { key, value, revision, expiresAt, ttl });
+      return writtenKeyValue(key, value, revision, ttl);
+    });
+  }
+
+  async update(key: string, value: string, options: UpdateOptions): Promise<KeyValue> {
+    checkKey(key);
+    const ttl = storedTtl(key, options.ttlSeconds);
+    return this.#write((db, now) => {
+      const current = q.getAny(db, key);
+      if (current?.revision !== options.expectRevision) {
+        return new ConflictError(key, options.expectRevision, current?.revision, {
+          endpoint: this.#endpoint,
+        });
+      }
+      const revision = q.appendLog(db, { key, type: "put", reason: null, value, ttl });
+      const expiresAt = ttl === null ? null : this.#deadline(now, ttl);
+      q.updateKv(db, { key, value, revision, expiresAt, ttl });
+      return writtenKeyValue(key, value, revision, ttl);
+    });
+  }
+
+  async renew(key: string): Promise<KeyValue> {
+    checkKey(key);
+    return this.#write((db, now) => {
+      const current = q.getAny(db, key);
+      if (current === undefined) return new KeyNotFoundError(key, { endpoint: this.#endpoint });
+      if (current.ttl === null) return toKeyValue(current, now);
+      const ttl = Number(current.ttl);
+      q.renewKv(db, key, this.#deadline(now, ttl));
+      return writtenKeyValue(key, current.value, current.revision, ttl);
+    });
+  }
+
+  async delete(key: string, options: DeleteOptions = {}): Promise<boolean> {
+    checkKey(key);
+    const expected = options.expectRevision;
+    return this.#write((db) => {
+      const current = q.getAny(db, key);
+      if (current === undefined) return false;
+      if (expected !== undefined && current.revision !== expected) {
+        return new ConflictError(key, expected, current.revision, { endpoint: this.#endpoint });
+      }
+      q.appendLog(db, { key, type: "delete", reason: "deleted", value: null, ttl: null });
+      q.deleteKv(db, key);
+      return true;
+    });
+  }
+
+  watch(prefix: string, options: WatchOptions): AsyncIterable<WatchEvent> {
+    if (this.#closed) {
+      const queue = new EventQueue<WatchEvent>();
+      queue.fail(new ClosedError(this.name));
+      return queue;
+    }
+    return this.#hub.watch(prefix, options);
+  }
+
+  /**
+   * Trims the change log to its newest `keepRows` revisions (0: all of it), as the periodic trim does
+   * with 10,000. Watches positioned before the cut resync. Synchronous; for tests and maintenance.
+   * Returns the revision up to which history is gone.
+   */
+  compactHistory(keepRows: number): Revision {
+    if (this.#closed) throw new ClosedError(this.name);
+    if (!Number.isSafeInteger(keepRows) || keepRows < 0) {
+      throw new StoreError(
+        StoreErrorCode.Invalid,
+        `compactHistory(${keepRows}): keep a whole number ≥ 0 of rows`,
+      );
+    }
+    const deadline = Date.now() + this.#timeoutMs;
+    for (;;) {
+      try {
+        const db = this.#open();
+        const cut = q.inTransaction(db, "BEGIN IMMEDIATE", () => q.trimLog(db, keepRows));
+        this.#hub.localWrite();
+        return cut;
+      } catch (err) {
+        if (!isBusy(err) || Date.now() >= deadline) throw this.#fault(err);
+        Bun.sleepSync(2);
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#hub.close();
+    clearTimeout(this.#sweepTimer);
+    this.#sweepTimer = undefined;
+    this.#db?.close(false);
+    this.#db = undefined;
+  }
+
+  /** Runs `op` on the open connection, retrying SQLITE_BUSY until the request time limit. */
+  async #attempt<T>(op: (db: Database) => T): Promise<T> {
+    const deadline = Date.now() + this.#timeoutMs;
+    let pause = 1;
+    for (;;) {
+      if (this.#closed) throw new ClosedError(this.name);
+      try {
+        return op(this.#open());
+      } catch (err) {
+        if (!isBusy(err) || Date.now() >= deadline) throw this.#fault(err);
+        await sleep(pause + Math.random() * pause);
+        pause = Math.min(pause * 2, 50);
+      }
+    }
+  }
+
+  /**
+   * One write transaction: sweeps expired keys, runs `op`, trims the log now and then. `op` returns a
+   * StoreError instead of throwing it, so the sweep still commits; the error is thrown afterwards.
+   */
+  async #write<T>(op: (db: Database, now: number) => T | StoreError): Promise<T> {
+    const result = await this.#attempt((db) => {
+      const now = this.#now();
+      const outcome = q.inTransaction(db, "BEGIN IMMEDIATE", () => {
+        q.sweepExpired(db, now);
+        const value = op(db, now);
+        if (++this.#writesSinceTrim >= TRIM_EVERY_WRITES) {
+          this.#writesSinceTrim = 0;
+          q.trimLog(db, HISTORY_ROWS);
+        }
+        return value;
+      });
+      this.#hub.localWrite();
+      return outcome;
+    });
+    if (result instanceof StoreError) throw result;
+    return result;
+  }
+
+  /** The deadline of a key written now with `ttl` (and the sweep timer aimed at it if earlier). */
+  #deadline(now: number, ttl: number): number {
+    const at = now + ttl * 1000;
+    if (at < this.#sweepAt) queueMicrotask(() => this.#armSweep(at));
+    return at;
+  }
+
+  /** Sweeps before a read when something expired; skipped (not waited for) if another writer is busy. */
+  #sweepBeforeRead(db: Database): void {
+    try {
+      this.#sweep(db);
+    } catch (err) {
+      if (!isBusy(err)) throw err;
+    }
+  }
+
+  #sweep(db: Database): void {
+    const now = this.#now();
+    if (!q.anyExpired(db, now)) return;
+    const expired = q.inTransaction(db, "BEGIN IMMEDIATE", () => q.sweepExpired(db, now));
+    if (expired > 0) this.#hub.localWrite();
+  }
+
+  /** Aims the sweep timer at `target` (ms since the epoch), at most a second ahead. */
+  #armSweep(target: number): void {
+    if (this.#closed || this.#db === undefined) return;
+    const now = this.#now();
+    const delay = Math.min(SWEEP_MAX_DELAY_MS, Math.max(SWEEP_MIN_DELAY_MS, target - now + 1));
+    clearTimeout(this.#sweepTimer);
+    this.#sweepAt = now + delay;
+    this.#sweepTimer = setTimeout(() => this.#onSweepTimer(), delay);
+    // Housekeeping must not keep a process alive; an open watch does that.
+    this.#sweepTimer.unref();
+  }
+
+  #onSweepTimer(): void {
+    this.#sweepTimer = undefined;
+    this.#sweepAt = Number.POSITIVE_INFINITY;
+    const db = this.#db;
+    if (this.#closed || db === undefined) return;
+    try {
+      this.#sweep(db);
+      this.#armSweep(q.nextExpiry(db) ?? Number.POSITIVE_INFINITY);
+    } catch (err) {
+      if (!isBusy(err))
+        this.#logger?.warn("sqlite expiry sweep failed", { reason: describeSqliteError(err) });
+      this.#armSweep(this.#now() + (isBusy(err) ? 20 : SWEEP_MAX_DELAY_MS));
+    }
+  }
+
+  /** The connection, opened on first use; a failed open is retried by the next call. */
+  #open(): Database {
+    if (this.#db !== undefined) return this.#db;
+    if (this.#closed) throw new ClosedError(this.name);
+    if (this.#path === "") {
+      throw new StoreError(
+        StoreErrorCode.Invalid,
+        "the sqlite store needs a database file path (--store-endpoints=/var/lib/weft/weft.db)",
+      );
+    }
+    if (this.#path !== ":memory:") ensureDirectory(this.#endpoint, this.#path);
+    let db: Database | undefined;
+    try {
+      db = new Database(this.#path, { create: true, readwrite: true, strict: true, safeIntegers: true });
+      db.run(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
+      const mode = db.query<{ journal_mode: string }, []>("PRAGMA journal_mode = WAL").get()?.journal_mode;
+      if (mode !== "wal" && mode !== "memory") {
+        throw new UnavailableError(
+          this.#endpoint,
+          `cannot switch the database to WAL mode (it stays in ${mode})`,
+        );
+      }
+      db.run("PRAGMA synchronous = NORMAL");
+      const found = q.migrate(db, SCHEMA_VERSION);
+      if (found > SCHEMA_VERSION) {
+        throw new UnavailableError(
+          this.#endpoint,
+          `the database has schema version ${found}, newer than this weft knows (${SCHEMA_VERSION}); upgrade weft or use another file`,
+        );
+      }
+    } catch (err) {
+      db?.close(false);
+      if (isBusy(err)) throw err;
+      throw this.#fault(err);
+    }
+    this.#db = db;
+    this.#armSweep(q.nextExpiry(db) ?? Number.POSITIVE_INFINITY);
+    return db;
+  }
+
+  /** A StoreError as is; anything else (a SQLite failure) as UnavailableError naming the file. */
+  #fault(err: unknown): StoreError {
+    if (err instanceof StoreError) return err;
+    if (isBusy(err)) {
+      return new UnavailableError(
+        this.#endpoint,
+        `the database stayed locked by another process for ${this.#timeoutMs} ms`,
+        { cause: err },
+      );
+    }
+    return new UnavailableError(this.#endpoint, describeSqliteError(err), { cause: err });
+  }
+}
+
+/** The file path of an endpoint: a plain path, or a `file://` URL. */
+function databasePath(endpoint: string): string {
+  if (endpoint === "" || endpoint === ":memory:") return endpoint;
+  return resolve(endpoint.startsWith("file://") ? fileURLToPath(endpoint) : endpoint);
+}
+
+/** Creates the database's directory if only that last level is missing; see the file header. */
+function ensureDirectory(endpoint: string, path: string): void {
+  const dir = dirname(path);
+  if (existsSync(dir)) return;
+  const parent = dirname(dir);
+  if (!existsSync(parent)) {
+    throw new UnavailableError(
+      endpoint,
+      `neither its directory ${dir} nor ${parent} exists; create the directory or fix the path`,
+    );
+  }
+  try {
+    mkdirSync(dir, { mode: 0o755 });
+  } catch (err) {
+    if ((err as { code?: unknown }).code === "EEXIST") return;
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new UnavailableError(endpoint, `cannot create its directory ${dir}: ${reason}`, { cause: err });
+  }
+}
