@@ -115,7 +115,10 @@ export class Etcd2Store implements Store {
     const ttl = ttlField(key, options.ttlSeconds);
     const expectRevision = options.expectRevision;
     // prevIndex=0 means "no condition" to etcd; no key is ever at index 0, so it is always a conflict.
-    if (expectRevision <= 0n) throw await this.#conflict(key, expectRevision);
+    if (expectRevision <= 0n) {
+      const current = await this.get(key);
+      throw new ConflictError(key, expectRevision, current?.revision, { endpoint: this.#http.endpoint });
+    }
     const answer = await this.#send({
       method: "PUT",
       path: `${keyPath(key)}${query({ prevIndex: expectRevision })}`,
@@ -191,11 +194,7 @@ export class Etcd2Store implements Store {
       return queue;
     }
     const stop = new AbortController();
-    const signal = AbortSignal.any([
-      this.#closer.signal,
-      stop.signal,
-      ...(options.signal ? [options.signal] : []),
-    ]);
+    const signal = AbortSignal.any([this.#closer.signal, stop.signal, options.signal ?? stop.signal]);
     const loop = this.#watchLoop(prefix, options.afterRevision, queue, signal)
       .catch((err: unknown) => queue.fail(err))
       .finally(() => {
@@ -319,9 +318,7 @@ export class Etcd2Store implements Store {
       if (expired && !signal.aborted) return { kind: "quiet", index, expired };
       if (this.#closed) throw new ClosedError(this.name);
       if (signal.aborted || err instanceof StoreError) throw err;
-      throw new UnavailableError(this.#http.endpoint, `the watch connection broke: ${String(err)}`, {
-        cause: err,
-      });
+      throw new UnavailableError(this.#http.endpoint, `watch broke: ${String(err)}`, { cause: err });
     } finally {
       clearTimeout(timer);
       signal.removeEventListener("abort", onAbort);
@@ -342,12 +339,6 @@ export class Etcd2Store implements Store {
     if (poll.kind === "quiet" || poll.status !== 200) return undefined;
     const { node } = parseAnswer(poll.body, poll.endpoint);
     return BigInt(node.modifiedIndex) === revision && node.key === key ? node.ttl : undefined;
-  }
-
-  /** The conflict of a compare against revision ≤ 0, naming the key's actual revision. */
-  async #conflict(key: string, expectRevision: Revision): Promise<ConflictError> {
-    const current = await this.get(key);
-    return new ConflictError(key, expectRevision, current?.revision, { endpoint: this.#http.endpoint });
   }
 
   /** Rejects once closed (before any argument check), then validates the key. */

@@ -94,6 +94,7 @@ export class HttpEndpoints {
       req.signal?.addEventListener("abort", onAbort, { once: true });
       const limit = req.timeoutMs ?? this.#timeoutMs;
       let timedOut = false;
+      let keepListener = false;
       const timer = setTimeout(() => {
         timedOut = true;
         controller.abort();
@@ -110,6 +111,8 @@ export class HttpEndpoints {
         if (streaming) clearTimeout(timer);
         const result = await read(response, endpoint);
         this.#current = index;
+        // A stream's body is still being read: the caller's signal must keep aborting it.
+        if (streaming) keepListener = true;
         return result;
       } catch (err) {
         if (req.signal?.aborted) throw err;
@@ -120,7 +123,7 @@ export class HttpEndpoints {
         }
       } finally {
         clearTimeout(timer);
-        req.signal?.removeEventListener("abort", onAbort);
+        if (!keepListener) req.signal?.removeEventListener("abort", onAbort);
       }
     }
     throw new UnavailableError("(none)", "no endpoints configured");

@@ -94,7 +94,8 @@ export function runStoreContract(name: string, setup: () => Promise<ContractFixt
       await a.create(`${p.slice(0, -1)}-sibling/x`, "outside");
       const listed = await b.list(p);
       expect(listed.entries.map((e) => e.key)).toEqual(["a", "b", "c", "d", "e"].map((k) => `${p}${k}`));
-      const newest = written.reduce((max, kv) => (kv.revision > max ? kv.revision : max), 0n);
+      let newest = 0n;
+      for (const kv of written) if (kv.revision > newest) newest = kv.revision;
       expect(listed.revision >= newest).toBe(true);
       for (const entry of listed.entries) expect(entry.expires).toBe(false);
     });

@@ -1,0 +1,167 @@
+/**
+ * `weft [flags]`: the agent. Parses flags and FLANNELD_* variables, waits for the network config,
+ * picks the external interface, and runs the agent until SIGINT/SIGTERM. Exit codes: 0 after a
+ * signal (routes, rules and lease stay), 1 for bad flags or an invalid network config (one line on
+ * stderr naming field and value).
+ */
+
+import type { Store } from "../../stores/store.ts";
+import { Agent, type KernelEvents } from "../agent/agent.ts";
+import { chooseExternal } from "../agent/ext-iface.ts";
+import { systemClock } from "../clock.ts";
+import { type AgentFlags, formatHelp, parseFlags } from "../config/flags.ts";
+import { type NetworkConfig, parseNetworkConfig } from "../config/network-config.ts";
+import { errorMessage, isWeftError, WeftError, WeftErrorCode } from "../errors.ts";
+import { createFirewall, modeFromConfig } from "../firewall/firewall.ts";
+import { startHttp } from "../http/server.ts";
+import { createLogger, type Logger } from "../log.ts";
+import { Metrics } from "../metrics.ts";
+import { formatCidr } from "../net/ipv4.ts";
+import { Netlink } from "../netlink/netlink.ts";
+import { configKey, storeFromFlags } from "./store-from-flags.ts";
+import { VERSION } from "./version.ts";
+
+const LEASE_TTL_SECONDS = 24 * 60 * 60;
+
+/** Waits for `<prefix>/config`; store errors are retried. Throws CONFIG_INVALID for a bad config. */
+async function waitForConfig(
+  store: Store,
+  key: string,
+  log: Logger,
+  signal: AbortSignal,
+): Promise<NetworkConfig | undefined> {
+  let said = false;
+  while (!signal.aborted) {
+    try {
+      const kv = await store.get(key);
+      if (kv !== undefined) {
+        const { config, warnings } = parseNetworkConfig(kv.value);
+        for (const w of warnings) log.warn("network config", { key, warning: w });
+        return config;
+      }
+      if (!said) log.info("waiting for the network config", { key, hint: "weft config set < net-conf.json" });
+    } catch (err) {
+      if (isWeftError(err)) throw err;
+      if (!said) log.warn("cannot read the network config yet; retrying every second", { key, error: err });
+    }
+    said = true;
+    await systemClock.sleep(1_000, signal);
+  }
+  return undefined;
+}
+
+export async function runAgent(
+  argv: readonly string[],
+  env: Record<string, string | undefined>,
+): Promise<number> {
+  let flags: AgentFlags;
+  try {
+    flags = parseFlags(argv, env);
+  } catch (err) {
+    process.stderr.write(`weft: ${errorMessage(err)}\n`);
+    return 1;
+  }
+  if (flags.help) {
+    process.stdout.write(formatHelp());
+    return 0;
+  }
+  if (flags.version) {
+    process.stdout.write(`${VERSION}\n`);
+    return 0;
+  }
+  const log = createLogger({ format: flags.logFormat, level: flags.verbosity >= 2 ? "debug" : "info" });
+  for (const w of flags.warnings) log.warn(w);
+  const controller = new AbortController();
+  const stop = (signal: string) => {
+    if (controller.signal.aborted) process.exit(0);
+    log.info("shutting down; routes, rules and the lease stay in place", { signal });
+    controller.abort();
+  };
+  process.on("SIGINT", () => stop("SIGINT"));
+  process.on("SIGTERM", () => stop("SIGTERM"));
+
+  let store: Store | undefined;
+  let netlink: Netlink | undefined;
+  try {
+    store = storeFromFlags(flags, log);
+    const key = configKey(flags.etcdPrefix);
+    const config = await waitForConfig(store, key, log, controller.signal);
+    if (config === undefined) return 0;
+    if (config.backend.type !== "host-gw") {
+      throw new WeftError(
+        WeftErrorCode.ConfigInvalid,
+        `network config: Backend.Type "${config.backend.type}" is not implemented by this build yet; use host-gw`,
+        {
+          field: "Backend.Type",
+          value: config.backend.type,
+        },
+      );
+    }
+    netlink = Netlink.open();
+    const external = await chooseExternal(netlink, flags);
+    if (external.publicIP !== external.ifaceIP) {
+      throw new WeftError(
+        WeftErrorCode.FlagInvalid,
+        `--public-ip=${external.publicIP} differs from ${external.ext.name}'s address ${external.ifaceIP}: host-gw cannot work through NAT`,
+        { field: "--public-ip", value: external.publicIP },
+      );
+    }
+    log.info("starting", {
+      version: VERSION,
+      store: flags.store,
+      prefix: flags.etcdPrefix,
+      network: formatCidr(config.network),
+      iface: external.ext.name,
+      publicIP: external.publicIP,
+    });
+    const metrics = new Metrics();
+    const firewall = createFirewall({
+      mode: modeFromConfig(config.enableNFTables),
+      spec: {
+        network: formatCidr(config.network),
+        subnet: formatCidr(config.network),
+        ipMasq: flags.ipMasq,
+        forwardRules: flags.iptablesForwardRules,
+      },
+    });
+    const events: KernelEvents | undefined = undefined;
+    const agent = new Agent({
+      store,
+      storeName: flags.store,
+      prefix: flags.etcdPrefix,
+      config,
+      external,
+      netlink,
+      firewall,
+      events,
+      subnetFile: flags.subnetFile,
+      ipMasq: flags.ipMasq,
+      ttlSeconds: LEASE_TTL_SECONDS,
+      renewMarginSeconds: flags.subnetLeaseRenewMarginMinutes * 60,
+      firewallResyncSeconds: flags.iptablesResyncSeconds,
+      log,
+      metrics,
+      clock: systemClock,
+    });
+    const http =
+      flags.healthzPort > 0
+        ? startHttp({ hostname: flags.healthzIp, port: flags.healthzPort, metrics, source: agent })
+        : undefined;
+    try {
+      await agent.run(controller.signal);
+    } finally {
+      await http?.stop(true);
+    }
+    return 0;
+  } catch (err) {
+    if (isWeftError(err)) {
+      process.stderr.write(`weft: ${err.message}\n`);
+      return 1;
+    }
+    log.error("fatal", { error: err });
+    return 1;
+  } finally {
+    await store?.close();
+    await netlink?.close();
+  }
+}

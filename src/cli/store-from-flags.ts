@@ -1,0 +1,37 @@
+/** Opens the store the agent's flags name, with their endpoints and credentials. */
+
+import { isStoreName, openStore } from "../../stores/index.ts";
+import type { Store } from "../../stores/store.ts";
+import type { AgentFlags } from "../config/flags.ts";
+import { WeftError, WeftErrorCode } from "../errors.ts";
+import type { Logger } from "../log.ts";
+
+export function storeFromFlags(flags: AgentFlags, log?: Logger): Store {
+  if (!isStoreName(flags.store)) {
+    throw new WeftError(
+      WeftErrorCode.FlagInvalid,
+      `--store=${flags.store}: this build does not include the ${flags.store} driver yet; use etcd, etcd2 or sqlite`,
+      { field: "--store", value: flags.store },
+    );
+  }
+  const tls =
+    flags.etcdCertfile !== "" || flags.etcdKeyfile !== "" || flags.etcdCafile !== ""
+      ? {
+          ...(flags.etcdCertfile === "" ? {} : { certFile: flags.etcdCertfile }),
+          ...(flags.etcdKeyfile === "" ? {} : { keyFile: flags.etcdKeyfile }),
+          ...(flags.etcdCafile === "" ? {} : { caFile: flags.etcdCafile }),
+        }
+      : undefined;
+  return openStore(flags.store, {
+    endpoints: flags.storeEndpoints,
+    username: flags.etcdUsername === "" ? undefined : flags.etcdUsername,
+    password: flags.etcdPassword === "" ? undefined : flags.etcdPassword,
+    tls,
+    logger: log,
+  });
+}
+
+/** `<prefix>/config`. */
+export function configKey(prefix: string): string {
+  return `${prefix.replace(/\/+$/, "")}/config`;
+}

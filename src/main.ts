@@ -1,0 +1,31 @@
+#!/usr/bin/env bun
+/**
+ * weft's entry point: `weft [flags]` runs the agent; subcommands are the operator's tools.
+ */
+import { runConfig } from "./cli/config-set.ts";
+import { runMkDockerOpts } from "./cli/mk-docker-opts.ts";
+import { runAgent } from "./cli/run-agent.ts";
+import { VERSION } from "./cli/version.ts";
+
+const [command, ...rest] = process.argv.slice(2);
+const env = process.env;
+
+async function main(): Promise<number> {
+  switch (command) {
+    case "version":
+      process.stdout.write(`${VERSION}\n`);
+      return 0;
+    case "mk-docker-opts":
+      return runMkDockerOpts(rest);
+    case "config":
+      return runConfig(rest, env);
+    case "demo": {
+      const { runDemo } = await import("./demo/demo.ts");
+      return runDemo(rest);
+    }
+    default:
+      return runAgent(process.argv.slice(2), env);
+  }
+}
+
+process.exitCode = await main();

@@ -1,0 +1,250 @@
+/**
+ * The subnet manager: acquires this host's lease, renews it before expiry, and gets it back when it
+ * is lost — where flanneld exits (0, or 1 on a lost create race), weft retries.
+ *
+ * - Acquire: one list, flanneld's choice (reuse by PublicIP, then the subnet.env subnet if free, then a
+ *   random free one among the first 100), then an atomic create (or a compare-and-swap when reusing).
+ *   A lost race, a conflict or an unreachable store is retried with backoff, never fatal.
+ * - Reservations (keys without TTL) stay reservations: they are never renewed or given a TTL.
+ * - Renew: at `expiry − margin`; a failure is retried every minute; a lease found gone is re-acquired,
+ *   preferring the same subnet when it is still free.
+ */
+
+import { isStoreError, StoreErrorCode } from "../../stores/errors.ts";
+import type { KeyValue, Revision, Store } from "../../stores/store.ts";
+import type { Clock } from "../clock.ts";
+import type { NetworkConfig } from "../config/network-config.ts";
+import { isWeftError, WeftErrorCode } from "../errors.ts";
+import {
+  encodeLeaseValue,
+  type Lease,
+  type LeaseAttrs,
+  leaseKey,
+  parseLease,
+  subnetsPrefix,
+} from "../lease/lease.ts";
+import type { Logger } from "../log.ts";
+import type { Metrics } from "../metrics.ts";
+import { formatCidr, type Ipv4Cidr } from "../net/ipv4.ts";
+import { tryParseSubnetKey } from "../net/subnet-key.ts";
+import { type AllocateInput, allocateSubnet, cryptoRandomInt, type LeaseView } from "./allocate.ts";
+
+/** This host's lease as last written. */
+export interface OwnLease {
+  readonly key: string;
+  readonly subnet: Ipv4Cidr;
+  readonly revision: Revision;
+  /** False for a reservation. */
+  readonly expires: boolean;
+  /** Wall-clock ms of expiry, when the lease expires. */
+  readonly expiresAt?: number | undefined;
+}
+
+export interface SubnetManagerOptions {
+  readonly store: Store;
+  /** The flannel prefix, `/coreos.com/network`. */
+  readonly prefix: string;
+  readonly config: NetworkConfig;
+  readonly attrs: LeaseAttrs;
+  readonly ttlSeconds: number;
+  readonly renewMarginSeconds: number;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly clock: Clock;
+  readonly randomInt?: (exclusiveMax: number) => number;
+}
+
+const RETRY_MS = 60_000;
+
+export class SubnetManager {
+  readonly #o: SubnetManagerOptions;
+  #lease: OwnLease | undefined;
+
+  constructor(options: SubnetManagerOptions) {
+    this.#o = options;
+  }
+
+  get lease(): OwnLease | undefined {
+    return this.#lease;
+  }
+
+  /** Acquires a lease, retrying until it succeeds or `signal` aborts (then resolves undefined). */
+  async acquire(signal: AbortSignal, previous?: Ipv4Cidr): Promise<OwnLease | undefined> {
+    let backoff = 200;
+    for (let attempt = 1; !signal.aborted; attempt++) {
+      try {
+        const lease = await this.#tryAcquire(previous);
+        if (lease !== undefined) {
+          this.#lease = lease;
+          this.#publishMetrics();
+          return lease;
+        }
+        this.#o.log.info("lost a subnet race; trying again", { attempt });
+        backoff = 50 + Math.floor(Math.random() * 100);
+      } catch (err) {
+        const exhausted = isWeftError(err, WeftErrorCode.SubnetExhausted);
+        const code = isStoreError(err) ? err.code : isWeftError(err) ? err.code : "UNKNOWN";
+        this.#o.metrics.storeErrors.inc({ op: "acquire", code });
+        this.#o.log.error(
+          exhausted ? "no free subnet; waiting for a lease to expire" : "could not acquire a lease",
+          {
+            error: err,
+            retryMs: backoff,
+          },
+        );
+        if (exhausted) backoff = 30_000;
+      }
+      await this.#o.clock.sleep(backoff, signal);
+      backoff = Math.min(backoff * 2, 10_000);
+    }
+    return undefined;
+  }
+
+  /** One attempt. Resolves undefined when another writer won a race (retry at once). */
+  async #tryAcquire(previous: Ipv4Cidr | undefined): Promise<OwnLease | undefined> {
+    const { store, config, attrs } = this.#o;
+    const { entries } = await store.list(subnetsPrefix(this.#o.prefix));
+    const views = leaseViews(entries, config);
+    const input: AllocateInput = {
+      config,
+      leases: views.map((v) => v.view),
+      publicIp: attrs.publicIP,
+      previousSubnet: previous,
+      randomInt: this.#o.randomInt ?? cryptoRandomInt,
+    };
+    const choice = allocateSubnet(input);
+    for (const note of choice.notes) this.#o.log.info(note);
+    const value = encodeLeaseValue(attrs);
+    const key = leaseKey(this.#o.prefix, choice.subnet);
+    try {
+      if (choice.rule === "reuse-own-lease") {
+        const current = views.find((v) => v.kv.key === key)?.kv;
+        if (current === undefined) return undefined;
+        const written =
+          !current.expires && current.value === value
+            ? current
+            : await store.update(key, value, {
+                expectRevision: current.revision,
+                ...(current.expires ? { ttlSeconds: this.#o.ttlSeconds } : {}),
+              });
+        return this.#acquired(written, choice.subnet, choice.rule);
+      }
+      const created = await store.create(key, value, { ttlSeconds: this.#o.ttlSeconds });
+      return this.#acquired(created, choice.subnet, choice.rule);
+    } catch (err) {
+      if (isStoreError(err, StoreErrorCode.KeyExists) || isStoreError(err, StoreErrorCode.Conflict))
+        return undefined;
+      throw err;
+    }
+  }
+
+  #acquired(kv: KeyValue, subnet: Ipv4Cidr, rule: string): OwnLease {
+    this.#o.metrics.leaseAcquisitions.inc({ rule });
+    const lease: OwnLease = {
+      key: kv.key,
+      subnet,
+      revision: kv.revision,
+      expires: kv.expires,
+      expiresAt: kv.expires ? this.#o.clock.now() + (kv.ttlSeconds ?? this.#o.ttlSeconds) * 1000 : undefined,
+    };
+    this.#o.log.info("acquired subnet lease", {
+      subnet: formatCidr(subnet),
+      rule,
+      key: kv.key,
+      reservation: !kv.expires,
+    });
+    return lease;
+  }
+
+  /**
+   * Keeps the lease: renews it at `expiry − margin` until `signal` aborts. When it is found gone,
+   * calls `onLost` and re-acquires (same subnet when free), then `onAcquired` with the new lease.
+   */
+  async keep(signal: AbortSignal, onLost: () => void, onAcquired: (lease: OwnLease) => void): Promise<void> {
+    while (!signal.aborted) {
+      const lease = this.#lease;
+      if (lease === undefined) return;
+      if (!lease.expires) {
+        await this.#o.clock.sleep(RETRY_MS * 60, signal);
+        continue;
+      }
+      const due = (lease.expiresAt ?? 0) - this.#o.renewMarginSeconds * 1000 - this.#o.clock.now();
+      if (due > 0) await this.#o.clock.sleep(due, signal);
+      if (signal.aborted || this.#lease !== lease) continue;
+      try {
+        const kv = await this.#o.store.renew(lease.key);
+        this.#lease = {
+          ...lease,
+          revision: kv.revision,
+          expiresAt: this.#o.clock.now() + (kv.ttlSeconds ?? this.#o.ttlSeconds) * 1000,
+        };
+        this.#o.metrics.leaseRenewals.inc({ result: "ok" });
+        this.#publishMetrics();
+        this.#o.log.info("renewed subnet lease", { subnet: formatCidr(lease.subnet) });
+      } catch (err) {
+        if (isStoreError(err, StoreErrorCode.KeyNotFound)) {
+          await this.recover(signal, onLost, onAcquired);
+          continue;
+        }
+        this.#o.metrics.leaseRenewals.inc({ result: "error" });
+        this.#o.log.error("could not renew the lease; trying again in 1 min", { error: err });
+        await this.#o.clock.sleep(RETRY_MS, signal);
+      }
+    }
+  }
+
+  /**
+   * Checks the watcher's view of the leases (as of `seenRevision`): if our lease is gone or now names
+   * another host, the lease was lost. Returns true when it was (the caller then runs `recover`).
+   */
+  lost(leases: ReadonlyMap<string, Lease>, seenRevision: Revision): boolean {
+    const lease = this.#lease;
+    // A view older than our own write cannot show our lease yet.
+    if (lease === undefined || seenRevision < lease.revision) return false;
+    const seen = leases.get(lease.key);
+    return seen === undefined || seen.publicIP !== this.#o.attrs.publicIP;
+  }
+
+  /** Re-acquires after a loss, preferring the subnet we had. */
+  async recover(
+    signal: AbortSignal,
+    onLost: () => void,
+    onAcquired: (lease: OwnLease) => void,
+  ): Promise<void> {
+    const old = this.#lease;
+    if (old === undefined) return;
+    this.#lease = undefined;
+    this.#publishMetrics();
+    this.#o.log.error("lost the subnet lease; acquiring it again", {
+      subnet: formatCidr(old.subnet),
+      key: old.key,
+    });
+    onLost();
+    const lease = await this.acquire(signal, old.subnet);
+    if (lease !== undefined) onAcquired(lease);
+  }
+
+  #publishMetrics(): void {
+    const lease = this.#lease;
+    this.#o.metrics.leaseHeld.set(lease === undefined ? 0 : 1);
+    this.#o.metrics.leaseExpiry.set(lease?.expiresAt === undefined ? 0 : Math.floor(lease.expiresAt / 1000));
+  }
+}
+
+/** Every entry with a decodable subnet key counts as taken; its PublicIP only when the value is valid. */
+function leaseViews(
+  entries: readonly KeyValue[],
+  config: NetworkConfig,
+): { kv: KeyValue; view: LeaseView }[] {
+  const out: { kv: KeyValue; view: LeaseView }[] = [];
+  for (const kv of entries) {
+    const key = tryParseSubnetKey(kv.key);
+    if (!key.ok) continue;
+    const parsed = parseLease(kv, config.network);
+    out.push({
+      kv,
+      view: { subnet: key.value.ipv4, publicIp: parsed.ok ? parsed.lease.publicIP : "", expires: kv.expires },
+    });
+  }
+  return out;
+}

@@ -1,0 +1,33 @@
+// Seed 000 end to end on the SQLite store: `weft demo` builds three hosts in network namespaces,
+// runs one agent each, and must show cross-host container pings with FORWARD policy DROP.
+import { expect, test } from "bun:test";
+import { join } from "node:path";
+import { canUseNetns } from "../../src/netns/netns.ts";
+
+const main = join(import.meta.dir, "..", "..", "src", "main.ts");
+
+test.skipIf(!canUseNetns())(
+  "demo - seed 000 host-gw on sqlite: routes, subnet.env, pings and a 3-hop trace",
+  async () => {
+    const proc = Bun.spawn([process.execPath, main, "demo"], { stdout: "pipe", stderr: "pipe" });
+    const [out, err, code] = await Promise.all([
+      new Response(proc.stdout).text(),
+      new Response(proc.stderr).text(),
+      proc.exited,
+    ]);
+    if (code !== 0) console.error(out, err);
+    expect(code).toBe(0);
+    const routes = out.match(/^192\.168\.\d+\.\d+\/26 via 172\.17\.42\.4[123] dev eth0 proto 77 ?$/gm) ?? [];
+    expect(routes.length).toBe(6);
+    const subnets = [...out.matchAll(/^FLANNEL_SUBNET=(192\.168\.\d+\.\d+)\/26$/gm)].map((m) => m[1]);
+    expect(new Set(subnets).size).toBe(3);
+    expect(out.match(/^FLANNEL_NETWORK=192\.168\.0\.0\/16$/gm)?.length).toBe(3);
+    expect(out.match(/^FLANNEL_MTU=1500$/gm)?.length).toBe(3);
+    expect(out.match(/2 received, 0% packet loss/g)?.length).toBe(6);
+    expect(out).toMatch(/^ 2 {2}172\.17\.42\.43 /m);
+    expect(out).toMatch(/^ 3 {2}192\.168\.\d+\.\d+ /m);
+    const left = Bun.spawnSync(["ip", "netns", "list"]).stdout.toString();
+    expect(left).not.toMatch(/wd-/);
+  },
+  120_000,
+);
