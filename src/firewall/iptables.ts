@@ -38,6 +38,7 @@ import {
   Owned,
 } from "./rules.ts";
 import type { CommandRunner } from "./runner.ts";
+import { Serial } from "./serial.ts";
 
 export interface IptablesOptions {
   readonly run: CommandRunner;
@@ -55,6 +56,7 @@ export class IptablesFirewall implements Firewall {
   readonly #run: CommandRunner;
   readonly #save: readonly string[];
   readonly #restore: readonly string[];
+  readonly #serial = new Serial();
   #spec: FirewallSpec;
   #randomFully: boolean | undefined;
 
@@ -78,15 +80,15 @@ export class IptablesFirewall implements Firewall {
   }
 
   apply(options: ApplyOptions = {}): Promise<ApplyResult> {
-    return this.#converge(desiredRules(this.#spec), options.force === true);
+    return this.#serial.run(() => this.#converge(desiredRules(this.#spec), options.force === true));
   }
 
   ensure(): Promise<ApplyResult> {
-    return this.#converge(desiredRules(this.#spec), false);
+    return this.#serial.run(() => this.#converge(desiredRules(this.#spec), false));
   }
 
   remove(): Promise<ApplyResult> {
-    return this.#converge(NO_RULES, false);
+    return this.#serial.run(() => this.#converge(NO_RULES, false));
   }
 
   describe(): FirewallDescription {

@@ -48,6 +48,7 @@ import {
   Owned,
 } from "./rules.ts";
 import type { CommandRunner } from "./runner.ts";
+import { Serial } from "./serial.ts";
 
 export interface NftablesOptions {
   readonly run: CommandRunner;
@@ -75,6 +76,7 @@ export class NftablesFirewall implements Firewall {
   readonly #run: CommandRunner;
   readonly #bridgeEnabled: boolean;
   readonly #bridge: IptablesFirewall;
+  readonly #serial = new Serial();
   #spec: FirewallSpec;
   #randomFully: boolean | undefined;
 
@@ -109,15 +111,15 @@ export class NftablesFirewall implements Firewall {
   }
 
   apply(options: ApplyOptions = {}): Promise<ApplyResult> {
-    return this.#converge(desiredRules(this.#spec), options.force === true);
+    return this.#serial.run(() => this.#converge(desiredRules(this.#spec), options.force === true));
   }
 
   ensure(): Promise<ApplyResult> {
-    return this.#converge(desiredRules(this.#spec), false);
+    return this.#serial.run(() => this.#converge(desiredRules(this.#spec), false));
   }
 
   remove(): Promise<ApplyResult> {
-    return this.#converge(NO_RULES, false);
+    return this.#serial.run(() => this.#converge(NO_RULES, false));
   }
 
   describe(): FirewallDescription {
