@@ -25,7 +25,7 @@ import {
 } from "../lease/lease.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
-import { formatCidr, type Ipv4Cidr } from "../net/ipv4.ts";
+import { cidrContainsCidr, formatCidr, type Ipv4Cidr } from "../net/ipv4.ts";
 import { tryParseSubnetKey } from "../net/subnet-key.ts";
 import { type AllocateInput, allocateSubnet, cryptoRandomInt, type LeaseView } from "./allocate.ts";
 
@@ -231,7 +231,11 @@ export class SubnetManager {
   }
 }
 
-/** Every entry with a decodable subnet key counts as taken; its PublicIP only when the value is valid. */
+/**
+ * Every entry whose key names a subnet inside the network (and smaller than it) counts as taken, even
+ * with a garbage value: creating that key would fail anyway. Keys outside the network or covering all
+ * of it (`0.0.0.0-0`) are ignored, so one bad key cannot make every subnet look taken.
+ */
 function leaseViews(
   entries: readonly KeyValue[],
   config: NetworkConfig,
@@ -240,6 +244,8 @@ function leaseViews(
   for (const kv of entries) {
     const key = tryParseSubnetKey(kv.key);
     if (!key.ok) continue;
+    const subnet = key.value.ipv4;
+    if (!cidrContainsCidr(config.network, subnet) || subnet.prefixLen <= config.network.prefixLen) continue;
     const parsed = parseLease(kv, config.network);
     out.push({
       kv,

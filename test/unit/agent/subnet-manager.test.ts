@@ -103,3 +103,13 @@ test("subnet manager - the subnet.env subnet is reused only when free", async ()
   const other = await manager(open(), "172.16.0.5").acquire(signal, previous);
   expect(other === undefined ? "" : formatCidr(other.subnet)).not.toBe("10.5.200.0/24");
 });
+
+test("subnet manager - garbage keys outside the network or covering all of it do not block allocation", async () => {
+  const store = open();
+  await store.create("/coreos.com/network/subnets/0.0.0.0-0", '{"PublicIP":"172.16.9.9"}');
+  await store.create("/coreos.com/network/subnets/10.5.0.0-16", '{"PublicIP":"172.16.9.9"}');
+  await store.create("/coreos.com/network/subnets/10.6.0.0-24", "garbage");
+  await store.create("/coreos.com/network/subnets/10.5.1.0-24", "garbage inside the network");
+  const lease = await manager(open(), "172.16.0.8", () => 0).acquire(new AbortController().signal);
+  expect(lease === undefined ? "" : formatCidr(lease.subnet)).toBe("10.5.2.0/24");
+});

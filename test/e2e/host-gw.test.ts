@@ -1,0 +1,100 @@
+// Seed 000 (flannel host-gw) end to end: three hosts in network namespaces on one L2 segment, one weft
+// agent each, on every store a real deployment would use (etcd v2 written like `etcdctl set`, etcd v3,
+// and the embedded SQLite store).
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { canUseNetns } from "../../src/netns/netns.ts";
+import { Cluster, type ClusterStore, eventually, SEED_000_CONFIG } from "./cluster.ts";
+
+const ROUTE = /^(192\.168\.\d+\.\d+\/26) via (172\.17\.42\.4[1-4]) dev eth0 proto 77$/;
+
+function ipToNumber(ip: string): number {
+  return ip.split(".").reduce((n, octet) => n * 256 + Number(octet), 0);
+}
+
+for (const store of ["etcd2", "etcd", "sqlite"] as ClusterStore[]) {
+  describe.skipIf(!canUseNetns())(`host-gw on ${store}`, () => {
+    let cluster: Cluster;
+    beforeAll(async () => {
+      cluster = await Cluster.start({ store, hosts: 3 });
+      await cluster.writeConfig(SEED_000_CONFIG);
+      for (let i = 0; i < 3; i++) cluster.startAgent(i);
+      await eventually("every host to route to both peers", async () => {
+        for (let i = 0; i < 3; i++) if ((await cluster.routes(i)).length !== 2) return false;
+        return true;
+      });
+    }, 60_000);
+    afterAll(async () => {
+      await cluster?.stop();
+    }, 60_000);
+
+    test(`host-gw ${store} - every host routes each peer subnet via the peer's eth0 address`, async () => {
+      const subnets = [0, 1, 2].map((i) => cluster.subnetEnv(i).FLANNEL_SUBNET ?? "");
+      for (let i = 0; i < 3; i++) {
+        const routes = await cluster.routes(i);
+        expect(routes.every((r) => ROUTE.test(r))).toBe(true);
+        const vias = routes.map((r) => r.match(ROUTE)?.[2]).sort();
+        expect(vias).toEqual([41, 42, 43].filter((h) => h !== 41 + i).map((h) => `172.17.42.${h}`));
+        for (const r of routes) {
+          const [, dst = "", via = ""] = r.match(ROUTE) ?? [];
+          // The route's destination is the subnet that the host at `via` wrote into its subnet.env.
+          const ownerFirstHost = (subnets[Number(via.split(".")[3]) - 41] ?? "").split("/")[0] ?? "";
+          expect(ipToNumber(dst.split("/")[0] ?? "") + 1).toBe(ipToNumber(ownerFirstHost));
+        }
+      }
+    });
+
+    test(`host-gw ${store} - subnet.env has the network, a /26 inside SubnetMin..SubnetMax and MTU 1500`, () => {
+      const seen = new Set<string>();
+      for (let i = 0; i < 3; i++) {
+        const env = cluster.subnetEnv(i);
+        expect(env.FLANNEL_NETWORK).toBe("192.168.0.0/16");
+        expect(env.FLANNEL_MTU).toBe("1500");
+        expect(env.FLANNEL_IPMASQ).toBe("false");
+        const [first = "", len] = (env.FLANNEL_SUBNET ?? "").split("/");
+        expect(len).toBe("26");
+        const network = ipToNumber(first) - 1;
+        expect(network % 64).toBe(0);
+        expect(network >= ipToNumber("192.168.0.64") && network <= ipToNumber("192.168.250.192")).toBe(true);
+        seen.add(first);
+      }
+      expect(seen.size).toBe(3);
+    });
+
+    test(`host-gw ${store} - an agent restart keeps its subnet and never removes a route`, async () => {
+      const before = await cluster.routes(0);
+      const subnet = cluster.subnetEnv(0).FLANNEL_SUBNET;
+      expect(await cluster.stopAgent(0)).toBe(0);
+      expect(await cluster.routes(0)).toEqual(before);
+      cluster.startAgent(0);
+      for (let k = 0; k < 20; k++) {
+        expect(await cluster.routes(0)).toEqual(before);
+        await Bun.sleep(50);
+      }
+      await eventually(
+        "the restarted agent to log its lease",
+        () => cluster.agents.get(0)?.log().includes("acquired subnet lease") === true,
+      );
+      expect(cluster.subnetEnv(0).FLANNEL_SUBNET).toBe(subnet);
+      expect(await cluster.routes(0)).toEqual(before);
+    });
+
+    test(`host-gw ${store} - a host that leaves (lease deleted) loses its route on every peer`, async () => {
+      const env = cluster.subnetEnv(2);
+      const first = (env.FLANNEL_SUBNET ?? "").split("/")[0] ?? "";
+      const parts = first.split(".");
+      const network = `${parts[0]}.${parts[1]}.${parts[2]}.${Number(parts[3]) - 1}`;
+      expect(await cluster.stopAgent(2)).toBe(0);
+      await cluster.del(`${cluster.prefix}/subnets/${network}-26`);
+      await eventually("hosts 1 and 2 to drop the departed host's route", async () => {
+        const a = await cluster.routes(0);
+        const b = await cluster.routes(1);
+        return (
+          a.length === 1 &&
+          b.length === 1 &&
+          !a.some((r) => r.startsWith(network)) &&
+          !b.some((r) => r.startsWith(network))
+        );
+      });
+    });
+  });
+}

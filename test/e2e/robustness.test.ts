@@ -1,0 +1,92 @@
+// What an agent does with bad input and with many peers at once (SQLite store, hosts in namespaces).
+import { afterEach, expect, test } from "bun:test";
+import { canUseNetns } from "../../src/netns/netns.ts";
+import { Cluster, eventually, SEED_000_CONFIG } from "./cluster.ts";
+
+let cluster: Cluster | undefined;
+afterEach(async () => {
+  await cluster?.stop();
+  cluster = undefined;
+}, 60_000);
+
+test.skipIf(!canUseNetns())(
+  "agent - garbage leases are ignored with a warning; the agent keeps routing valid peers",
+  async () => {
+    cluster = await Cluster.start({ store: "sqlite", hosts: 2 });
+    await cluster.writeConfig(SEED_000_CONFIG);
+    const p = `${cluster.prefix}/subnets`;
+    await cluster.put(`${p}/192.168.9.0-26`, "{not json");
+    await cluster.put(`${p}/192.168.9.64-26`, '{"PublicIP":"not-an-ip","BackendType":"host-gw"}');
+    await cluster.put(`${p}/10.1.0.0-26`, '{"PublicIP":"172.17.42.99","BackendType":"host-gw"}');
+    await cluster.put(`${p}/0.0.0.0-0`, '{"PublicIP":"172.17.42.99","BackendType":"host-gw"}');
+    cluster.startAgent(0);
+    cluster.startAgent(1);
+    await eventually(
+      "both hosts to route to each other",
+      async () => (await cluster?.routes(0))?.length === 1 && (await cluster?.routes(1))?.length === 1,
+    );
+    const own = (cluster.subnetEnv(0).FLANNEL_SUBNET ?? "").split("/")[0] ?? "";
+    const parts = own.split(".");
+    // A lease claiming a subnet that overlaps host 0's own subnet.
+    await cluster.put(
+      `${p}/${parts[0]}.${parts[1]}.${parts[2]}.${Number(parts[3]) - 1}-27`,
+      '{"PublicIP":"172.17.42.42","BackendType":"host-gw"}',
+    );
+    await Bun.sleep(500);
+    const log = cluster.agents.get(0)?.log() ?? "";
+    for (const reason of [
+      "value is not JSON",
+      "is not an IPv4 address",
+      "is outside the network",
+      "would replace the default route",
+    ]) {
+      expect(log).toContain(reason);
+    }
+    expect(await cluster.routes(0)).toHaveLength(1);
+    expect(cluster.agents.get(0)?.proc.exitCode).toBeNull();
+    expect((await cluster.host(0).ns.ip("route", "show", "default")).stdout).toBe("");
+  },
+  60_000,
+);
+
+test.skipIf(!canUseNetns())(
+  "agent - an invalid network config exits 1 with one line naming field and value",
+  async () => {
+    cluster = await Cluster.start({ store: "sqlite", hosts: 1 });
+    const config = SEED_000_CONFIG.replace('"SubnetLen": 26', '"SubnetLen": 33');
+    const store = (await import("../../stores/index.ts")).openStore("sqlite", {
+      endpoints: [cluster.endpoint],
+    });
+    await store.create(`${cluster.prefix}/config`, config);
+    await store.close();
+    const agent = cluster.startAgent(0);
+    const code = await agent.proc.exited;
+    cluster.agents.delete(0);
+    await Bun.sleep(50);
+    const lines = agent.log().trim().split("\n");
+    expect(code).toBe(1);
+    expect(lines.at(-1)).toMatch(/SubnetLen/);
+    expect(lines.at(-1)).toMatch(/33/);
+  },
+  60_000,
+);
+
+test.skipIf(!canUseNetns())(
+  "agent - 20 agents started at once on one store get 20 distinct subnets and full routes",
+  async () => {
+    cluster = await Cluster.start({ store: "sqlite", hosts: 20 });
+    await cluster.writeConfig(SEED_000_CONFIG);
+    for (let i = 0; i < 20; i++) cluster.startAgent(i);
+    await eventually(
+      "every host to route to its 19 peers",
+      async () => {
+        for (let i = 0; i < 20; i++) if ((await cluster?.routes(i))?.length !== 19) return false;
+        return true;
+      },
+      60_000,
+    );
+    const subnets = new Set(Array.from({ length: 20 }, (_, i) => cluster?.subnetEnv(i).FLANNEL_SUBNET));
+    expect(subnets.size).toBe(20);
+  },
+  120_000,
+);
