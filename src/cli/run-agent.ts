@@ -17,6 +17,7 @@ import { startHttp } from "../http/server.ts";
 import { createLogger, type Logger } from "../log.ts";
 import { Metrics } from "../metrics.ts";
 import { formatCidr } from "../net/ipv4.ts";
+import { Monitor } from "../netlink/monitor.ts";
 import { Netlink } from "../netlink/netlink.ts";
 import { configKey, storeFromFlags } from "./store-from-flags.ts";
 import { VERSION } from "./version.ts";
@@ -82,6 +83,7 @@ export async function runAgent(
 
   let store: Store | undefined;
   let netlink: Netlink | undefined;
+  let monitor: Monitor | undefined;
   try {
     store = storeFromFlags(flags, log);
     const key = configKey(flags.etcdPrefix);
@@ -124,7 +126,8 @@ export async function runAgent(
         forwardRules: flags.iptablesForwardRules,
       },
     });
-    const events: KernelEvents | undefined = undefined;
+    monitor = Monitor.open(undefined, { groups: ["route", "link", "addr"] });
+    const events: KernelEvents = monitor;
     const agent = new Agent({
       store,
       storeName: flags.store,
@@ -161,6 +164,7 @@ export async function runAgent(
     log.error("fatal", { error: err });
     return 1;
   } finally {
+    await monitor?.close();
     await store?.close();
     await netlink?.close();
   }

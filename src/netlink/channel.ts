@@ -211,7 +211,7 @@ export class Channel {
         encode(this.#writer, seq);
         this.#transport.send(this.#writer.bytes());
         this.#writer.reset();
-        await this.#receive(operation, (r, m) => {
+        await this.#receiveDump(seq, operation, (r, m) => {
           if (m.seq !== seq) return false;
           if (isInterrupted(m)) interrupted = true;
           if (isDone(m)) {
@@ -291,6 +291,40 @@ export class Channel {
       const got = this.#transport.recvMany(MSG_DONTWAIT);
       if (got.ok) for (const datagram of got.datagrams) readAcks(datagram.data, datagram.truncated, onAck);
       else if (got.errno !== Errno.ENOBUFS) return;
+    }
+  }
+
+  /**
+   * `#receive` for a dump. If decoding fails midway, the rest of the dump is read and dropped first:
+   * the kernel refuses a new dump (EBUSY) on a socket whose previous one is still being delivered.
+   */
+  async #receiveDump(
+    seq: number,
+    operation: string,
+    onMessage: (r: Reader, m: RawMessage) => boolean,
+  ): Promise<void> {
+    try {
+      await this.#receive(operation, onMessage);
+    } catch (err) {
+      this.#discardDump(seq);
+      throw err;
+    }
+  }
+
+  /** Reads and drops what is left of dump `seq`; parts are produced on each recv, so EAGAIN ends it. */
+  #discardDump(seq: number): void {
+    for (;;) {
+      const got = this.#transport.recv(MSG_DONTWAIT);
+      if (!got.ok) return;
+      if (got.truncated) continue;
+      const reader = new Reader(got.data);
+      let messages: RawMessage[];
+      try {
+        messages = parseMessages(reader);
+      } catch {
+        continue;
+      }
+      if (messages.some((m) => m.seq === seq && (isDone(m) || m.type === NLMSG.ERROR))) return;
     }
   }
 

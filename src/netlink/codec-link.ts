@@ -75,7 +75,7 @@ export function encodeVxlanAdd(w: MessageWriter, seq: number, spec: VxlanLinkSpe
   if (mac !== undefined) w.attr(IFLA.ADDRESS, mac);
   w.attrString(IFLA.IFNAME, spec.name);
   const info = w.nest(IFLA.LINKINFO);
-  w.attrString(IFLA_INFO.KIND, "vxlan");
+  w.attrString(IFLA_INFO.KIND, "vxlan", false);
   const data = w.nest(IFLA_INFO.DATA);
   if (spec.link !== undefined) w.attrU32(IFLA_VXLAN.LINK, spec.link);
   w.attrU32(IFLA_VXLAN.ID, spec.id);

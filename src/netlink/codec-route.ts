@@ -97,52 +97,51 @@ export function encodeRouteDump(w: MessageWriter, seq: number, family: number = 
   w.end();
 }
 
-/** Decodes an RTM_NEWROUTE / RTM_DELROUTE message (dump part or multicast notification). */
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+/**
+ * Decodes an RTM_NEWROUTE / RTM_DELROUTE message (dump part or multicast notification). Written as
+ * one flat loop: a 10,000-route dump decodes here, so it avoids a closure and spreads per route.
+ */
 export function decodeRoute(r: Reader, m: RawMessage): Route {
   const family = r.u8(m.offset);
-  const dstLength = r.u8(m.offset + 1);
-  let table = r.u8(m.offset + 4);
-  const protocol = r.u8(m.offset + 5);
-  const scope = r.u8(m.offset + 6);
-  const type = r.u8(m.offset + 7);
-  const flags = r.u32(m.offset + 8);
+  const route: Mutable<Route> = {
+    dst: "",
+    table: r.u8(m.offset + 4),
+    protocol: r.u8(m.offset + 5),
+    scope: r.u8(m.offset + 6),
+    type: r.u8(m.offset + 7),
+  };
+  if ((r.u32(m.offset + 8) & RTNH_F.ONLINK) !== 0) route.onlink = true;
   let dst = family === AF.INET6 ? "::" : "0.0.0.0";
-  let gateway: string | undefined;
-  let oif: number | undefined;
-  let priority: number | undefined;
-  let prefsrc: string | undefined;
-  r.attrs(m.offset + SIZE.RTMSG, m.end, (attr, offset, length) => {
-    switch (attr) {
+  let offset = m.offset + SIZE.RTMSG;
+  while (offset + SIZE.NLATTR <= m.end) {
+    const length = r.u16(offset);
+    if (length < SIZE.NLATTR || offset + length > m.end) break;
+    const payload = offset + SIZE.NLATTR;
+    const size = length - SIZE.NLATTR;
+    switch (r.u16(offset + 2) & 0x3fff) {
       case RTA.DST:
-        dst = formatIp(r.data, offset, length);
+        dst = formatIp(r.data, payload, size);
         break;
       case RTA.GATEWAY:
-        gateway = formatIp(r.data, offset, length);
+        route.gateway = formatIp(r.data, payload, size);
         break;
       case RTA.OIF:
-        oif = r.u32(offset);
+        route.oif = r.u32(payload);
         break;
       case RTA.PRIORITY:
-        priority = r.u32(offset);
+        route.priority = r.u32(payload);
         break;
       case RTA.PREFSRC:
-        prefsrc = formatIp(r.data, offset, length);
+        route.prefsrc = formatIp(r.data, payload, size);
         break;
       case RTA.TABLE:
-        table = r.u32(offset);
+        route.table = r.u32(payload);
         break;
     }
-  });
-  return {
-    dst: `${dst}/${dstLength}`,
-    ...(gateway === undefined ? {} : { gateway }),
-    ...(oif === undefined ? {} : { oif }),
-    table,
-    protocol,
-    scope,
-    type,
-    ...((flags & RTNH_F.ONLINK) === 0 ? {} : { onlink: true }),
-    ...(priority === undefined ? {} : { priority }),
-    ...(prefsrc === undefined ? {} : { prefsrc }),
-  };
+    offset += (length + 3) & ~3;
+  }
+  route.dst = `${dst}/${r.u8(m.offset + 1)}`;
+  return route;
 }

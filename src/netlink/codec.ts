@@ -5,7 +5,7 @@
  * (codec-route.ts, codec-link.ts, codec-addr.ts, codec-neigh.ts) build on these. Netlink uses host byte
  * order except where a field says otherwise (ports are big-endian).
  */
-import { AF, NLM_F, NLMSG, NLMSGERR_ATTR, SIZE } from "./constants.ts";
+import { NLM_F, NLMSG, NLMSGERR_ATTR, SIZE } from "./constants.ts";
 import { NetlinkError } from "./errors.ts";
 
 const HOST_LE = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
@@ -145,12 +145,12 @@ export class MessageWriter {
     return this;
   }
 
-  /** A NUL-terminated string attribute (IFLA_IFNAME, IFLA_INFO_KIND). */
-  attrString(type: number, value: string): this {
+  /** A string attribute, NUL-terminated (IFLA_IFNAME) unless `nul` is false (iproute2's IFLA_INFO_KIND). */
+  attrString(type: number, value: string, nul = true): this {
     const bytes = encoder.encode(value);
-    const withNul = new Uint8Array(bytes.length + 1);
-    withNul.set(bytes);
-    return this.attr(type, withNul);
+    const out = new Uint8Array(bytes.length + (nul ? 1 : 0));
+    out.set(bytes);
+    return this.attr(type, out);
   }
 
   /** A flag attribute: present or absent, no payload (IFLA_VXLAN_GBP). */
@@ -311,9 +311,4 @@ export function isDone(message: RawMessage): boolean {
 /** True when the kernel says the dump changed while it was being read (NLM_F_DUMP_INTR). */
 export function isInterrupted(message: RawMessage): boolean {
   return (message.flags & NLM_F.DUMP_INTR) !== 0;
-}
-
-/** The address family implied by an address length: 4 → AF_INET, 16 → AF_INET6. */
-export function familyOf(address: Uint8Array): number {
-  return address.length === 16 ? AF.INET6 : AF.INET;
 }

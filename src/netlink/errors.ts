@@ -1,8 +1,10 @@
 /**
- * The one error type of the netlink layer. It carries the errno the kernel (or libc) returned, its
- * symbolic name, the operation in iproute2 terms, and the kernel's extended-ack text when there is one,
- * so a log line says what failed, why, and what to do. To be merged into src/errors.ts (code "NETLINK").
+ * The one error type of the netlink layer: a `WeftError` with code "NETLINK" (src/errors.ts) that also
+ * carries the errno the kernel (or libc) returned, its symbolic name, the operation in iproute2 terms,
+ * and the kernel's extended-ack text when there is one, so a log line says what failed, why, and what
+ * to do. `isWeftError(err, "NETLINK")` recognises it.
  */
+import { WeftError, WeftErrorCode } from "../errors.ts";
 import { errnoName, errnoText } from "./errno.ts";
 
 /** What a person can do about the common errno values of rtnetlink requests. */
@@ -24,8 +26,8 @@ export interface NetlinkErrorDetails {
 }
 
 /** A failed netlink operation: `errno` is the positive Linux errno value (EEXIST = 17). */
-export class NetlinkError extends Error {
-  readonly code = "NETLINK" as const;
+export class NetlinkError extends WeftError {
+  declare readonly code: typeof WeftErrorCode.Netlink;
   /** Positive errno value. */
   readonly errno: number;
   /** Symbolic errno name: "EEXIST", "ENETUNREACH", "ESRCH", "EPERM"… */
@@ -38,8 +40,9 @@ export class NetlinkError extends Error {
     const hint = details.hint ?? hints[errno];
     const kernel = details.kernelMessage === undefined ? "" : ` (kernel: ${details.kernelMessage})`;
     super(
+      WeftErrorCode.Netlink,
       `${operation}: ${errnoName(errno)} ${errnoText(errno)}${kernel}${hint === undefined ? "" : `; ${hint}`}`,
-      details.cause === undefined ? undefined : { cause: details.cause },
+      { cause: details.cause },
     );
     this.name = "NetlinkError";
     this.errno = errno;

@@ -29,9 +29,10 @@ export type { ListResult } from "./channel.ts";
 
 /**
  * weft's route protocol number (`proto 77`), its ownership marker. 77 is unassigned in linux/rtnetlink.h
- * and in iproute2's rt_protos (kernel 2, boot 3, static 4, zebra 11, bird 12, … babel 42, openr 99,
- * bgp 186 … eigrp 192), and is not used by flannel (boot), Calico (80) or kube-router (17).
- * `ip route show proto 77` lists weft's routes.
+ * and in iproute2's /etc/iproute2/rt_protos (kernel 2, boot 3, static 4, zebra 11, bird 12, … babel 42,
+ * openr 99, bgp 186 … eigrp 192; rt_protos.d is empty here), and differs from flanneld's (boot: its
+ * routes carry vishvananda/netlink's default) and Calico felix's (80). `ip route show proto 77` lists
+ * weft's routes; a file `/etc/iproute2/rt_protos.d/weft.conf` with `77 weft` would make it print "weft".
  */
 export const RTPROT_WEFT = 77;
 
