@@ -4,9 +4,9 @@
  * locks do not work over network file systems, hence `multiHost: false`.
  *
  * - File: `endpoints[0]` is the database path, opened on the first call (the constructor does no
- *   I/O). If its directory is missing but the directory above exists, that one level is created
- *   (`/var/lib/weft` for `/var/lib/weft/weft.db`); a deeper missing tree is a typo, reported as
- *   UnavailableError naming the path, never created. `:memory:` works for single-process tests.
+ *   I/O); a failed open is retried by the next call. If its directory is missing but the directory
+ *   above exists, that one level is created; a deeper missing tree is reported as UnavailableError
+ *   naming the path (see `sqlite-file.ts`). `:memory:` works for single-process tests.
  * - Concurrency: WAL journal (readers never block the writer), `synchronous=NORMAL`, and every write
  *   in a `BEGIN IMMEDIATE` transaction, so a read-check-write (create-if-absent, compare-and-swap)
  *   is atomic across processes. SQLITE_BUSY waits up to 100 ms inside SQLite, then is retried with
@@ -25,10 +25,7 @@
  * - History: the change log keeps the newest 10,000 revisions (trimmed every 256 writes of a client;
  *   `compactHistory` forces it). Watches are described in `sqlite-watch.ts`.
  */
-import { Database } from "bun:sqlite";
-import { existsSync, mkdirSync } from "node:fs";
-import { dirname, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import type { Database } from "bun:sqlite";
 import { sleep } from "./backoff.ts";
 import {
   ClosedError,
@@ -40,13 +37,13 @@ import {
   UnavailableError,
 } from "./errors.ts";
 import { EventQueue } from "./event-queue.ts";
+import { databasePath, openDatabase } from "./sqlite-file.ts";
 import * as q from "./sqlite-queries.ts";
 import {
   checkKey,
   describeSqliteError,
   isBusy,
   prefixRange,
-  SCHEMA_VERSION,
   storedTtl,
   toKeyValue,
   writtenKeyValue,
@@ -73,8 +70,6 @@ export interface SqliteStoreInternals {
   readonly now?: (() => number) | undefined;
 }
 
-/** How long SQLite itself waits for a lock before reporting SQLITE_BUSY (blocks the event loop). */
-const BUSY_TIMEOUT_MS = 100;
 const DEFAULT_REQUEST_TIMEOUT_MS = 5_000;
 /** Change-log rows kept for watches that fall behind; older positions resync. */
 export const HISTORY_ROWS = 10_000;
@@ -326,9 +321,9 @@ export class SqliteStore implements Store {
       this.#sweep(db);
       this.#armSweep(q.nextExpiry(db) ?? Number.POSITIVE_INFINITY);
     } catch (err) {
-      if (!isBusy(err))
-        this.#logger?.warn("sqlite expiry sweep failed", { reason: describeSqliteError(err) });
-      this.#armSweep(this.#now() + (isBusy(err) ? 20 : SWEEP_MAX_DELAY_MS));
+      const busy = isBusy(err);
+      if (!busy) this.#logger?.warn("sqlite expiry sweep failed", { reason: describeSqliteError(err) });
+      this.#armSweep(this.#now() + (busy ? 20 : SWEEP_MAX_DELAY_MS));
     }
   }
 
@@ -336,37 +331,7 @@ export class SqliteStore implements Store {
   #open(): Database {
     if (this.#db !== undefined) return this.#db;
     if (this.#closed) throw new ClosedError(this.name);
-    if (this.#path === "") {
-      throw new StoreError(
-        StoreErrorCode.Invalid,
-        "the sqlite store needs a database file path (--store-endpoints=/var/lib/weft/weft.db)",
-      );
-    }
-    if (this.#path !== ":memory:") ensureDirectory(this.#endpoint, this.#path);
-    let db: Database | undefined;
-    try {
-      db = new Database(this.#path, { create: true, readwrite: true, strict: true, safeIntegers: true });
-      db.run(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
-      const mode = db.query<{ journal_mode: string }, []>("PRAGMA journal_mode = WAL").get()?.journal_mode;
-      if (mode !== "wal" && mode !== "memory") {
-        throw new UnavailableError(
-          this.#endpoint,
-          `cannot switch the database to WAL mode (it stays in ${mode})`,
-        );
-      }
-      db.run("PRAGMA synchronous = NORMAL");
-      const found = q.migrate(db, SCHEMA_VERSION);
-      if (found > SCHEMA_VERSION) {
-        throw new UnavailableError(
-          this.#endpoint,
-          `the database has schema version ${found}, newer than this weft knows (${SCHEMA_VERSION}); upgrade weft or use another file`,
-        );
-      }
-    } catch (err) {
-      db?.close(false);
-      if (isBusy(err)) throw err;
-      throw this.#fault(err);
-    }
+    const db = openDatabase(this.#endpoint, this.#path);
     this.#db = db;
     this.#armSweep(q.nextExpiry(db) ?? Number.POSITIVE_INFINITY);
     return db;
@@ -383,31 +348,5 @@ export class SqliteStore implements Store {
       );
     }
     return new UnavailableError(this.#endpoint, describeSqliteError(err), { cause: err });
-  }
-}
-
-/** The file path of an endpoint: a plain path, or a `file://` URL. */
-function databasePath(endpoint: string): string {
-  if (endpoint === "" || endpoint === ":memory:") return endpoint;
-  return resolve(endpoint.startsWith("file://") ? fileURLToPath(endpoint) : endpoint);
-}
-
-/** Creates the database's directory if only that last level is missing; see the file header. */
-function ensureDirectory(endpoint: string, path: string): void {
-  const dir = dirname(path);
-  if (existsSync(dir)) return;
-  const parent = dirname(dir);
-  if (!existsSync(parent)) {
-    throw new UnavailableError(
-      endpoint,
-      `neither its directory ${dir} nor ${parent} exists; create the directory or fix the path`,
-    );
-  }
-  try {
-    mkdirSync(dir, { mode: 0o755 });
-  } catch (err) {
-    if ((err as { code?: unknown }).code === "EEXIST") return;
-    const reason = err instanceof Error ? err.message : String(err);
-    throw new UnavailableError(endpoint, `cannot create its directory ${dir}: ${reason}`, { cause: err });
   }
 }
