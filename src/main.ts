@@ -19,6 +19,8 @@ async function main(): Promise<number> {
       return runMkDockerOpts(rest);
     case "config":
       return runConfig(rest, env);
+    case "plan":
+      return runAgent(["--dry-run", ...rest], env);
     case "demo": {
       const { runDemo } = await import("./demo/demo.ts");
       return runDemo(rest);

@@ -13,12 +13,14 @@ import { type AgentFlags, formatHelp, parseFlags } from "../config/flags.ts";
 import { type NetworkConfig, parseNetworkConfig } from "../config/network-config.ts";
 import { errorMessage, isWeftError, WeftError, WeftErrorCode } from "../errors.ts";
 import { createFirewall, modeFromConfig } from "../firewall/firewall.ts";
+import { checkSysctls } from "../firewall/sysctl.ts";
 import { startHttp } from "../http/server.ts";
 import { createLogger, type Logger } from "../log.ts";
 import { Metrics } from "../metrics.ts";
 import { formatCidr } from "../net/ipv4.ts";
 import { Monitor } from "../netlink/monitor.ts";
 import { Netlink } from "../netlink/netlink.ts";
+import { runPlan } from "./plan.ts";
 import { configKey, storeFromFlags } from "./store-from-flags.ts";
 import { VERSION } from "./version.ts";
 
@@ -70,6 +72,14 @@ export async function runAgent(
     process.stdout.write(`${VERSION}\n`);
     return 0;
   }
+  if (flags.dryRun) {
+    try {
+      return await runPlan(flags, (line) => process.stdout.write(`${line}\n`));
+    } catch (err) {
+      process.stderr.write(`weft: ${errorMessage(err)}\n`);
+      return 1;
+    }
+  }
   const log = createLogger({ format: flags.logFormat, level: flags.verbosity >= 2 ? "debug" : "info" });
   for (const w of flags.warnings) log.warn(w);
   const controller = new AbortController();
@@ -107,6 +117,13 @@ export async function runAgent(
         `--public-ip=${external.publicIP} differs from ${external.ext.name}'s address ${external.ifaceIP}: host-gw cannot work through NAT`,
         { field: "--public-ip", value: external.publicIP },
       );
+    }
+    for (const finding of await checkSysctls(external.ext.name)) {
+      log.warn("kernel setting", {
+        setting: finding.subject,
+        value: finding.value,
+        problem: finding.message,
+      });
     }
     log.info("starting", {
       version: VERSION,
