@@ -24,7 +24,8 @@ import {
 
 const HOSTS = ["172.17.42.41", "172.17.42.42", "172.17.42.43"];
 const PREFIX = "/cluster.hostgw/network";
-const CONFIG = `{
+/** Seed 000's flannel.json, exactly as the tutorial writes it. */
+export const SEED_000_CONFIG = `{
 "Network": "192.168.0.0/16",
 "SubnetLen": 26,
 "SubnetMin": "192.168.0.64",
@@ -96,7 +97,7 @@ async function addContainer(h: DemoHost, index: number): Promise<void> {
 async function runDemoSteps(segment: Segment, hosts: DemoHost[], db: string): Promise<void> {
   say(`== seed 000 topology: ${HOSTS.join(", ")} on one L2 segment; store: sqlite ${db}`);
   const store = openStore("sqlite", { endpoints: [db] });
-  await store.create(`${PREFIX}/config`, CONFIG);
+  await store.create(`${PREFIX}/config`, SEED_000_CONFIG);
   await store.close();
   say(`$ weft config set --store=sqlite --etcd-prefix=${PREFIX} < flannel.json`);
 

@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { SEED_000_CONFIG } from "../../src/demo/demo.ts";
 import { createSegment, type Segment } from "../../src/netns/netns.ts";
 import { openStore } from "../../stores/index.ts";
 
@@ -225,13 +226,21 @@ export async function eventually(
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
 }
 
-export const SEED_000_CONFIG = `{
-"Network": "192.168.0.0/16",
-"SubnetLen": 26,
-"SubnetMin": "192.168.0.64",
-"SubnetMax": "192.168.250.192",
-"Backend":
-{
-"Type": "host-gw"
+export { SEED_000_CONFIG };
+
+/** Seed 000 with an agent on every host, returned once every host routes to every peer. */
+export async function startMesh(store: ClusterStore, hosts: number): Promise<Cluster> {
+  const cluster = await Cluster.start({ store, hosts });
+  try {
+    await cluster.writeConfig(SEED_000_CONFIG);
+    for (let i = 0; i < hosts; i++) cluster.startAgent(i);
+    await eventually("every host to route to every peer", async () => {
+      for (let i = 0; i < hosts; i++) if ((await cluster.routes(i)).length !== hosts - 1) return false;
+      return true;
+    });
+    return cluster;
+  } catch (err) {
+    await cluster.stop();
+    throw err;
+  }
 }
-}`;

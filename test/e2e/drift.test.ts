@@ -2,18 +2,12 @@
 // here (10 s) is far below the agent's periodic full resync (60 s), so only the monitor can pass it.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { canUseNetns } from "../../src/netns/netns.ts";
-import { Cluster, eventually, SEED_000_CONFIG } from "./cluster.ts";
+import { type Cluster, eventually, startMesh } from "./cluster.ts";
 
 let cluster: Cluster;
 beforeAll(async () => {
   if (!canUseNetns()) return;
-  cluster = await Cluster.start({ store: "sqlite", hosts: 3 });
-  await cluster.writeConfig(SEED_000_CONFIG);
-  for (let i = 0; i < 3; i++) cluster.startAgent(i);
-  await eventually("every host to route to both peers", async () => {
-    for (let i = 0; i < 3; i++) if ((await cluster.routes(i)).length !== 2) return false;
-    return true;
-  });
+  cluster = await startMesh("sqlite", 3);
 }, 60_000);
 afterAll(async () => {
   await cluster?.stop();

@@ -3,7 +3,7 @@
 // and the embedded SQLite store).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { canUseNetns } from "../../src/netns/netns.ts";
-import { Cluster, type ClusterStore, eventually, SEED_000_CONFIG } from "./cluster.ts";
+import { type Cluster, type ClusterStore, eventually, startMesh } from "./cluster.ts";
 
 const ROUTE = /^(192\.168\.\d+\.\d+\/26) via (172\.17\.42\.4[1-4]) dev eth0 proto 77$/;
 
@@ -15,13 +15,7 @@ for (const store of ["etcd2", "etcd", "sqlite"] as ClusterStore[]) {
   describe.skipIf(!canUseNetns())(`host-gw on ${store}`, () => {
     let cluster: Cluster;
     beforeAll(async () => {
-      cluster = await Cluster.start({ store, hosts: 3 });
-      await cluster.writeConfig(SEED_000_CONFIG);
-      for (let i = 0; i < 3; i++) cluster.startAgent(i);
-      await eventually("every host to route to both peers", async () => {
-        for (let i = 0; i < 3; i++) if ((await cluster.routes(i)).length !== 2) return false;
-        return true;
-      });
+      cluster = await startMesh(store, 3);
     }, 60_000);
     afterAll(async () => {
       await cluster?.stop();

@@ -91,21 +91,39 @@ test.skipIf(!canUseNetns())(
   120_000,
 );
 
-test.skipIf(!canUseNetns())("agent - a peer lease that expires (not renewed) loses its route on every host", async () => {
-  cluster = await Cluster.start({ store: "sqlite", hosts: 2 });
-  await cluster.writeConfig(SEED_000_CONFIG);
-  cluster.startAgent(0);
-  cluster.startAgent(1);
-  await eventually("both hosts to route to each other", async () => (await cluster?.routes(0))?.length === 1 && (await cluster?.routes(1))?.length === 1);
-  const { openStore } = await import("../../stores/index.ts");
-  const store = openStore("sqlite", { endpoints: [cluster.endpoint] });
-  try {
-    // A host that joined (172.17.42.50 is on the segment's /16) and then died without renewing.
-    await store.create(`${cluster.prefix}/subnets/192.168.200.0-26`, '{"PublicIP":"172.17.42.50","PublicIPv6":null,"BackendType":"host-gw"}', { ttlSeconds: 2 });
-    await eventually("both hosts to route to the new peer", async () => (await cluster?.routes(0))?.length === 2 && (await cluster?.routes(1))?.length === 2);
-    await eventually("both hosts to drop it after expiry", async () => (await cluster?.routes(0))?.length === 1 && (await cluster?.routes(1))?.length === 1, 15_000);
-    expect((await cluster.routes(0)).some((r) => r.startsWith("192.168.200.0/26"))).toBe(false);
-  } finally {
-    await store.close();
-  }
-}, 60_000);
+test.skipIf(!canUseNetns())(
+  "agent - a peer lease that expires (not renewed) loses its route on every host",
+  async () => {
+    cluster = await Cluster.start({ store: "sqlite", hosts: 2 });
+    await cluster.writeConfig(SEED_000_CONFIG);
+    cluster.startAgent(0);
+    cluster.startAgent(1);
+    await eventually(
+      "both hosts to route to each other",
+      async () => (await cluster?.routes(0))?.length === 1 && (await cluster?.routes(1))?.length === 1,
+    );
+    const { openStore } = await import("../../stores/index.ts");
+    const store = openStore("sqlite", { endpoints: [cluster.endpoint] });
+    try {
+      // A host that joined (172.17.42.50 is on the segment's /16) and then died without renewing.
+      await store.create(
+        `${cluster.prefix}/subnets/192.168.200.0-26`,
+        '{"PublicIP":"172.17.42.50","PublicIPv6":null,"BackendType":"host-gw"}',
+        { ttlSeconds: 2 },
+      );
+      await eventually(
+        "both hosts to route to the new peer",
+        async () => (await cluster?.routes(0))?.length === 2 && (await cluster?.routes(1))?.length === 2,
+      );
+      await eventually(
+        "both hosts to drop it after expiry",
+        async () => (await cluster?.routes(0))?.length === 1 && (await cluster?.routes(1))?.length === 1,
+        15_000,
+      );
+      expect((await cluster.routes(0)).some((r) => r.startsWith("192.168.200.0/26"))).toBe(false);
+    } finally {
+      await store.close();
+    }
+  },
+  60_000,
+);
