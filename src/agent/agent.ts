@@ -80,6 +80,8 @@ export class Agent implements StatusSource {
   #firewallOk = false;
   #lastApply: LastApply | undefined;
   #recovering = false;
+  /** Skipped peers already logged, so each is reported once per lease revision. */
+  #reported = new Set<string>();
   #signal: AbortSignal = new AbortController().signal;
 
   constructor(options: AgentOptions) {
@@ -236,13 +238,16 @@ export class Agent implements StatusSource {
     });
     const unreachable = this.#state.skipped.filter((s) => s.reason === "unreachable");
     this.#o.metrics.peersUnreachable.set(unreachable.length);
+    const reported = new Set<string>();
     for (const s of this.#state.skipped) {
-      this.#o.log.debug("peer gets no route", {
-        subnet: s.lease.subnetText,
-        peer: s.lease.publicIP,
-        reason: s.detail,
-      });
+      const id = `${s.lease.key}@${s.lease.revision}:${s.reason}`;
+      reported.add(id);
+      if (this.#reported.has(id)) continue;
+      const fields = { subnet: s.lease.subnetText, peer: s.lease.publicIP, reason: s.detail };
+      if (s.reason === "unreachable") this.#o.log.warn("peer gets no route: not directly reachable", fields);
+      else this.#o.log.info("peer gets no route", fields);
     }
+    this.#reported = reported;
     this.#routes.setDesired(this.#state.routes);
     if (this.#watcher.synced) this.#routes.allowSweep();
     this.#kick();

@@ -72,26 +72,32 @@ function readEnv(path: string): Record<string, string> {
   return out;
 }
 
-/** A container namespace on a docker0 bridge in the host, addressed from subnet.env like --bip. */
-async function addContainer(h: DemoHost, index: number): Promise<void> {
-  const env = readEnv(join(h.dir, "subnet.env"));
+/**
+ * A container namespace on a docker0 bridge in the host namespace, addressed from subnet.env the way
+ * docker's `--bip=$FLANNEL_SUBNET --mtu=$FLANNEL_MTU` does: the bridge gets FLANNEL_SUBNET, the
+ * container the next address, with its default route via the bridge.
+ */
+export async function addContainer(
+  host: Netns,
+  subnetEnvPath: string,
+  index: number,
+): Promise<{ ns: Netns; ip: string }> {
+  const env = readEnv(subnetEnvPath);
   const bip = env.FLANNEL_SUBNET ?? "";
   const mtu = env.FLANNEL_MTU ?? "1500";
   const [gateway = "", len = ""] = bip.split("/");
   const parts = gateway.split(".").map(Number);
-  const ctrIP = [parts[0], parts[1], parts[2], (parts[3] ?? 0) + 1].join(".");
-  const ns = h.host.ns;
-  await ns.ip("link", "add", "docker0", "type", "bridge");
-  await ns.ip("addr", "add", bip, "dev", "docker0");
-  await ns.ip("link", "set", "docker0", "mtu", mtu, "up");
+  const ip = [parts[0], parts[1], parts[2], (parts[3] ?? 0) + 1].join(".");
+  await host.ip("link", "add", "docker0", "type", "bridge");
+  await host.ip("addr", "add", bip, "dev", "docker0");
+  await host.ip("link", "set", "docker0", "mtu", mtu, "up");
   const ctr = await Netns.create(uniqueName(`wd-c${index}`));
-  h.container = ctr;
-  h.containerIP = ctrIP;
-  await ns.ip("link", "add", `veth${index}`, "type", "veth", "peer", "name", "eth0", "netns", ctr.name);
-  await ns.ip("link", "set", `veth${index}`, "master", "docker0", "mtu", mtu, "up");
-  await ctr.ip("addr", "add", `${ctrIP}/${len}`, "dev", "eth0");
+  await host.ip("link", "add", `veth${index}`, "type", "veth", "peer", "name", "eth0", "netns", ctr.name);
+  await host.ip("link", "set", `veth${index}`, "master", "docker0", "mtu", mtu, "up");
+  await ctr.ip("addr", "add", `${ip}/${len}`, "dev", "eth0");
   await ctr.ip("link", "set", "eth0", "mtu", mtu, "up");
   await ctr.ip("route", "add", "default", "via", gateway);
+  return { ns: ctr, ip };
 }
 
 async function runDemoSteps(segment: Segment, hosts: DemoHost[], db: string): Promise<void> {
@@ -129,7 +135,9 @@ async function runDemoSteps(segment: Segment, hosts: DemoHost[], db: string): Pr
     20_000,
   );
   for (const [i, h] of hosts.entries()) {
-    await addContainer(h, i + 1);
+    const container = await addContainer(h.host.ns, join(h.dir, "subnet.env"), i + 1);
+    h.container = container.ns;
+    h.containerIP = container.ip;
     say(`\n[host${i + 1}] $ cat /run/flannel/subnet.env`);
     say(readFileSync(join(h.dir, "subnet.env"), "utf8").trimEnd());
     say(`[host${i + 1}] $ ip route show`);

@@ -2,6 +2,7 @@
 // agent each, on every store a real deployment would use (etcd v2 written like `etcdctl set`, etcd v3,
 // and the embedded SQLite store).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { addContainer } from "../../src/demo/demo.ts";
 import { canUseNetns } from "../../src/netns/netns.ts";
 import { type Cluster, type ClusterStore, eventually, startMesh } from "./cluster.ts";
 
@@ -53,6 +54,25 @@ for (const store of ["etcd2", "etcd", "sqlite"] as ClusterStore[]) {
       }
       expect(seen.size).toBe(3);
     });
+
+    test(`host-gw ${store} - containers on docker0 (--bip from subnet.env) ping across hosts with FORWARD policy DROP`, async () => {
+      const containers: Awaited<ReturnType<typeof addContainer>>[] = [];
+      try {
+        for (let i = 0; i < 3; i++) {
+          await cluster.host(i).ns.exec(["iptables", "-P", "FORWARD", "DROP"]);
+          containers.push(await addContainer(cluster.host(i).ns, cluster.subnetFile(i), i + 1));
+        }
+        for (const from of containers) {
+          for (const to of containers) {
+            if (from === to) continue;
+            const r = await from.ns.exec(["ping", "-c", "1", "-W", "2", to.ip], { allowFailure: true });
+            expect({ from: from.ip, to: to.ip, code: r.code }).toEqual({ from: from.ip, to: to.ip, code: 0 });
+          }
+        }
+      } finally {
+        await Promise.all(containers.map((c) => c.ns.remove()));
+      }
+    }, 30_000);
 
     test(`host-gw ${store} - an agent restart keeps its subnet and never removes a route`, async () => {
       const before = await cluster.routes(0);

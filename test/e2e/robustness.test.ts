@@ -127,3 +127,24 @@ test.skipIf(!canUseNetns())(
   },
   60_000,
 );
+
+test.skipIf(!canUseNetns())(
+  "agent - a peer that is not directly reachable gets no route and is reported",
+  async () => {
+    cluster = await Cluster.start({ store: "sqlite", hosts: 1 });
+    await cluster.writeConfig(SEED_000_CONFIG);
+    await cluster.put(
+      `${cluster.prefix}/subnets/192.168.100.0-26`,
+      '{"PublicIP":"10.20.30.40","PublicIPv6":null,"BackendType":"host-gw"}',
+    );
+    cluster.startAgent(0);
+    await eventually(
+      "the unreachable peer to be reported",
+      () => (cluster?.agents.get(0)?.log() ?? "").includes("not directly reachable"),
+      15_000,
+    );
+    expect(await cluster.routes(0)).toEqual([]);
+    expect((await cluster.host(0).ns.ip("route", "show")).stdout).not.toContain("192.168.100.0");
+  },
+  60_000,
+);
