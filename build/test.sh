@@ -3,7 +3,7 @@
 # (as root) network-namespace tests through `bun test`, and ends with one line `N passed, N failed`
 # taken from the test runner's JUnit report. Extra arguments are passed to `bun test` (e.g. a path).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 bash build/setup.sh || exit 1
 
 mkdir -p .tmp

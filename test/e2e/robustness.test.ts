@@ -35,6 +35,7 @@ test.skipIf(!canUseNetns())(
     await Bun.sleep(500);
     const log = cluster.agents.get(0)?.log() ?? "";
     for (const reason of [
+      "overlaps",
       "value is not JSON",
       "is not an IPv4 address",
       "is outside the network",
@@ -84,6 +85,12 @@ test.skipIf(!canUseNetns())(
         return true;
       },
       60_000,
+    );
+    // Ready means the lease is held and the first full apply succeeded; each agent logs that moment.
+    await eventually("every agent to finish its first full apply", () =>
+      Array.from({ length: 20 }, (_, i) => cluster?.agents.get(i)?.log() ?? "").every((log) =>
+        log.includes("first full apply done"),
+      ),
     );
     const subnets = new Set(Array.from({ length: 20 }, (_, i) => cluster?.subnetEnv(i).FLANNEL_SUBNET));
     expect(subnets.size).toBe(20);

@@ -1,0 +1,149 @@
+/**
+ * Shared data of the agent benchmark (test/bench/agent.bench.ts and its in-namespace driver
+ * test/bench/agent-inside.ts): addresses, the network config, the synthetic leases, etcd v3 access
+ * through its JSON gateway, and the shape of the results the driver prints.
+ */
+
+/** etcd runs in the segment's bridge namespace on this address (as in test/e2e/cluster.ts). */
+export const STORE_IP = "172.17.42.1";
+export const ETCD_ENDPOINT = `http://${STORE_IP}:2379`;
+/** The segment is a /16: every peer PublicIP below is inside the host's connected prefix. */
+export const SEGMENT_PREFIX_LEN = 16;
+/** /readyz port inside each host namespace (127.0.0.1, so nothing outside the namespace sees it). */
+export const HEALTHZ_PORT = 9810;
+
+/** Leases already in the store when the agent starts. */
+export const PEERS = 1_000;
+/** Joins (and then leaves) in the store-event scenario. */
+export const JOINS = 200;
+
+/** Network 10.128.0.0/9 in /24s holds 32,768 subnets; the agent's own lease lands in 10.128.x.0. */
+export const NETWORK_CONFIG = JSON.stringify({
+  Network: "10.128.0.0/9",
+  SubnetLen: 24,
+  Backend: { Type: "host-gw" },
+});
+
+/** flanneld's lease TTL; every synthetic lease carries an etcd lease of this length, as flanneld's do. */
+export const LEASE_TTL_SECONDS = 86_400;
+
+export type AgentKind = "weft" | "flanneld";
+
+export interface Lease {
+  /** Kernel route destination, "10.129.0.0/24". */
+  readonly dst: string;
+  /** Store key suffix, "10.129.0.0-24". */
+  readonly keyName: string;
+  readonly publicIP: string;
+  /** flanneld's JSON for a host-gw lease. */
+  readonly value: string;
+}
+
+function lease(subnet: string, publicIP: string): Lease {
+  return {
+    dst: `${subnet}/24`,
+    keyName: `${subnet}-24`,
+    publicIP,
+    value: JSON.stringify({ PublicIP: publicIP, PublicIPv6: null, BackendType: "host-gw" }),
+  };
+}
+
+/** Peer i (0-based): subnet 10.129.0.0/24 upward, PublicIP 172.17.100.1 upward (250 per /24). */
+export function peerLease(i: number): Lease {
+  return lease(`10.${129 + (i >> 8)}.${i & 255}.0`, `172.17.${100 + Math.floor(i / 250)}.${1 + (i % 250)}`);
+}
+
+/** Joining node j (0-based): subnets 10.200.j.0/24, PublicIPs 172.17.110.(j+1). */
+export function joinLease(j: number): Lease {
+  return lease(`10.200.${j}.0`, `172.17.110.${1 + j}`);
+}
+
+/** The result the in-namespace driver prints as one JSON line. */
+export interface InsideResult {
+  readonly kind: AgentKind;
+  /** Set when the agent could not be measured; the text says why. */
+  readonly error?: string;
+  /** Writing the config and the 1,000 leases (grants + txn batches), ms. */
+  readonly prewriteMs: number;
+  /** Start → /readyz 200, ms; the first entry is the warm-up run. */
+  readonly readyMs: number[];
+  /** Start → the 1,000th peer route seen by the monitor, ms; first entry is the warm-up run. */
+  readonly routesMs: number[];
+  /** `ip route show proto …` line count for the peer subnets at the end of each run. */
+  readonly routesCounted: number[];
+  /** Store put (lease already granted) → RTM_NEWROUTE for the subnet, ms. */
+  readonly joinMs: number[];
+  /** Store delete → RTM_DELROUTE for the subnet, ms. */
+  readonly leaveMs: number[];
+  /** Round trip of the put itself (the store's share of joinMs), ms. */
+  readonly putRttMs: number[];
+  /** Route deleted by netlink request → RTM_NEWROUTE for the same subnet again, ms. */
+  readonly repairMs: number[];
+  readonly joinMissed: number;
+  readonly leaveMissed: number;
+  readonly repairMissed: number;
+  /** Timeout per repair sample, ms. */
+  readonly repairTimeoutMs: number;
+  /** Netlink monitor overruns seen (each forces a re-list). */
+  readonly monitorResyncs: number;
+}
+
+/** etcd v3 through its gRPC-JSON gateway (keys and values base64). */
+export class EtcdHttp {
+  constructor(readonly endpoint: string) {}
+
+  async #call<T>(path: string, body: unknown): Promise<T> {
+    const res = await fetch(`${this.endpoint}${path}`, {
+      method: "POST",
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(10_000),
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`etcd ${path}: HTTP ${res.status} ${text}`);
+    return JSON.parse(text) as T;
+  }
+
+  async grant(ttlSeconds: number): Promise<string> {
+    const { ID } = await this.#call<{ ID: string }>("/v3/lease/grant", { TTL: ttlSeconds });
+    return ID;
+  }
+
+  async put(key: string, value: string, lease?: string): Promise<void> {
+    await this.#call("/v3/kv/put", { key: b64(key), value: b64(value), ...(lease ? { lease } : {}) });
+  }
+
+  /** Up to etcd's --max-txn-ops (128) puts in one transaction. */
+  async putMany(items: readonly { key: string; value: string; lease?: string }[]): Promise<void> {
+    await this.#call("/v3/kv/txn", {
+      success: items.map((i) => ({
+        requestPut: { key: b64(i.key), value: b64(i.value), ...(i.lease ? { lease: i.lease } : {}) },
+      })),
+    });
+  }
+
+  async del(key: string): Promise<number> {
+    const { deleted } = await this.#call<{ deleted?: string }>("/v3/kv/deleterange", { key: b64(key) });
+    return Number(deleted ?? "0");
+  }
+
+  /** Every key/value under the prefix. */
+  async list(prefix: string): Promise<{ key: string; value: string }[]> {
+    const { kvs = [] } = await this.#call<{ kvs?: { key: string; value?: string }[] }>("/v3/kv/range", {
+      key: b64(prefix),
+      range_end: b64(prefixEnd(prefix)),
+    });
+    return kvs.map((kv) => ({ key: unb64(kv.key), value: unb64(kv.value ?? "") }));
+  }
+}
+
+function b64(s: string): string {
+  return Buffer.from(s).toString("base64");
+}
+
+function unb64(s: string): string {
+  return Buffer.from(s, "base64").toString();
+}
+
+function prefixEnd(prefix: string): string {
+  return prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
+}
