@@ -14,11 +14,11 @@ import { createFirewall, modeFromConfig } from "../firewall/firewall.ts";
 import { checkSysctls } from "../firewall/sysctl.ts";
 import { parseLease, subnetsPrefix } from "../lease/lease.ts";
 import { formatCidr, type Ipv4Cidr } from "../net/ipv4.ts";
-import { tryParseSubnetKey } from "../net/subnet-key.ts";
 import { Netlink, RTPROT_WEFT } from "../netlink/netlink.ts";
 import type { Route } from "../netlink/types.ts";
 import { RouteTable } from "../reconcile/route-table.ts";
 import { allocateSubnet, cryptoRandomInt } from "../subnet/allocate.ts";
+import { leaseViews } from "../subnet/manager.ts";
 import { readSubnetEnv, renderSubnetEnv } from "../subnet/subnet-env.ts";
 import { configKey, storeFromFlags } from "./store-from-flags.ts";
 
@@ -45,13 +45,7 @@ export async function runPlan(flags: AgentFlags, write: (line: string) => void):
     const external = await chooseExternal(netlink, flags);
     const { entries } = await store.list(subnetsPrefix(flags.etcdPrefix));
     const previous = await readSubnetEnv(flags.subnetFile);
-    const views = entries.flatMap((kv) => {
-      const k = tryParseSubnetKey(kv.key);
-      const parsed = parseLease(kv, config.network);
-      return k.ok
-        ? [{ subnet: k.value.ipv4, publicIp: parsed.ok ? parsed.lease.publicIP : "", expires: kv.expires }]
-        : [];
-    });
+    const views = leaseViews(entries, config).map((v) => v.view);
     const choice = allocateSubnet({
       config,
       leases: views,

@@ -236,7 +236,7 @@ export class SubnetManager {
  * with a garbage value: creating that key would fail anyway. Keys outside the network or covering all
  * of it (`0.0.0.0-0`) are ignored, so one bad key cannot make every subnet look taken.
  */
-function leaseViews(
+export function leaseViews(
   entries: readonly KeyValue[],
   config: NetworkConfig,
 ): { kv: KeyValue; view: LeaseView }[] {

@@ -30,6 +30,7 @@ test.skipIf(!canUseNetns())(
   "operator - weft plan prints the lease, routes and firewall it would install, and changes nothing",
   async () => {
     const ns = cluster.host(0).ns;
+    await cluster.put(`${cluster.prefix}/subnets/0.0.0.0-0`, '{"PublicIP":"172.17.42.99"}');
     const r = await ns.exec([
       process.execPath,
       MAIN,
@@ -50,7 +51,7 @@ test.skipIf(!canUseNetns())(
     const store = (await import("../../stores/index.ts")).openStore("sqlite", {
       endpoints: [cluster.endpoint],
     });
-    expect((await store.list(`${cluster.prefix}/subnets/`)).entries).toHaveLength(1);
+    expect((await store.list(`${cluster.prefix}/subnets/`)).entries).toHaveLength(2);
     await store.close();
   },
   30_000,
