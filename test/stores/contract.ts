@@ -3,12 +3,15 @@
  * (see contract.test.ts for the fixtures). A driver passes when every case here passes.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { join } from "node:path";
 import { isStoreError, StoreErrorCode } from "../../stores/errors.ts";
 import type { Store, StoreName, StoreOptions, WatchEvent } from "../../stores/store.ts";
 import { describe as describeEvents, probe, view } from "./watch-probe.ts";
 
 export interface ContractFixture {
   readonly name: StoreName;
+  /** The endpoint a separate process opens the store with (`--store-endpoints`). */
+  readonly endpoint: string;
   /** A new client of the store under test, with its own connection. */
   open(): Store;
   /** Options that point at nothing: every call must fail with UnavailableError naming the endpoint. */
@@ -377,6 +380,29 @@ export function runStoreContract(name: string, setup: () => Promise<ContractFixt
         } finally {
           await dead.close();
         }
+      },
+      SLOW,
+    );
+
+    // A closed store leaves no timer, socket or watcher behind: a process that opened one, watched,
+    // and closed it must exit by itself.
+    test(
+      `${name} - a process that closes its store exits by itself`,
+      async () => {
+        const script = join(import.meta.dir, "fixtures", "close-exits.ts");
+        const child = Bun.spawn([process.execPath, script, name, fixture.endpoint], {
+          stdout: "pipe",
+          stderr: "pipe",
+        });
+        const exited = await Promise.race([child.exited, Bun.sleep(15_000).then(() => "timeout" as const)]);
+        if (exited === "timeout") child.kill("SIGKILL");
+        const out = await new Response(child.stdout).text();
+        const err = await new Response(child.stderr).text();
+        expect({ exited, out: out.trim(), err: err.trim() }).toEqual({
+          exited: 0,
+          out: "watch ended",
+          err: "",
+        });
       },
       SLOW,
     );
