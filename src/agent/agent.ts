@@ -133,7 +133,7 @@ export class Agent implements StatusSource {
     });
     try {
       await Promise.all([
-        this.#watcher.run(signal),
+        this.#watcher.run(signal, this.#manager.listed),
         this.#applyLoop(signal),
         this.#firewallLoop(signal),
         this.#manager.keep(

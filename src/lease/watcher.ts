@@ -10,7 +10,7 @@
  */
 
 import { isStoreError } from "../../stores/errors.ts";
-import type { KeyValue, Revision, Store } from "../../stores/store.ts";
+import type { KeyValue, ListResult, Revision, Store } from "../../stores/store.ts";
 import type { Clock } from "../clock.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
@@ -58,12 +58,18 @@ export class LeaseWatcher {
     return this.#revision;
   }
 
-  /** Lists, then watches until `signal` aborts. Store outages are retried; it never returns early. */
-  async run(signal: AbortSignal): Promise<void> {
+  /**
+   * Lists, then watches until `signal` aborts. Store outages are retried; it never returns early.
+   * `initial` is a list of the same prefix the caller just made (the subnet manager's): it stands in
+   * for the first list, and the watch from its revision brings every change since.
+   */
+  async run(signal: AbortSignal, initial?: ListResult): Promise<void> {
     let backoff = 100;
+    let snapshot = initial;
     while (!signal.aborted) {
       try {
-        const revision = await this.#list();
+        const revision = snapshot === undefined ? await this.#list() : this.#fold(snapshot);
+        snapshot = undefined;
         backoff = 100;
         await this.#watch(revision, signal);
       } catch (err) {
@@ -78,7 +84,10 @@ export class LeaseWatcher {
   }
 
   async #list(): Promise<Revision> {
-    const { entries, revision } = await this.#o.store.list(this.#o.prefix);
+    return this.#fold(await this.#o.store.list(this.#o.prefix));
+  }
+
+  #fold({ entries, revision }: ListResult): Revision {
     this.#raw.clear();
     for (const kv of entries) this.#raw.set(kv.key, kv);
     this.#synced = true;

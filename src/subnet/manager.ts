@@ -11,7 +11,7 @@
  */
 
 import { isStoreError, StoreErrorCode } from "../../stores/errors.ts";
-import type { KeyValue, Revision, Store } from "../../stores/store.ts";
+import type { KeyValue, ListResult, Revision, Store } from "../../stores/store.ts";
 import type { Clock } from "../clock.ts";
 import type { NetworkConfig } from "../config/network-config.ts";
 import { isWeftError, WeftErrorCode } from "../errors.ts";
@@ -59,6 +59,7 @@ const RETRY_MS = 60_000;
 export class SubnetManager {
   readonly #o: SubnetManagerOptions;
   #lease: OwnLease | undefined;
+  #listed: ListResult | undefined;
 
   constructor(options: SubnetManagerOptions) {
     this.#o = options;
@@ -66,6 +67,11 @@ export class SubnetManager {
 
   get lease(): OwnLease | undefined {
     return this.#lease;
+  }
+
+  /** The lease list the last acquisition was based on (the watcher starts from it). */
+  get listed(): ListResult | undefined {
+    return this.#listed;
   }
 
   /** Acquires a lease, retrying until it succeeds or `signal` aborts (then resolves undefined). */
@@ -103,7 +109,9 @@ export class SubnetManager {
   /** One attempt. Resolves undefined when another writer won a race (retry at once). */
   async #tryAcquire(previous: Ipv4Cidr | undefined): Promise<OwnLease | undefined> {
     const { store, config, attrs } = this.#o;
-    const { entries } = await store.list(subnetsPrefix(this.#o.prefix));
+    const listed = await store.list(subnetsPrefix(this.#o.prefix));
+    this.#listed = listed;
+    const { entries } = listed;
     const views = leaseViews(entries, config);
     const input: AllocateInput = {
       config,
