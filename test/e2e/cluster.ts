@@ -15,7 +15,7 @@ import { openStore } from "../../stores/index.ts";
 const MAIN = join(import.meta.dir, "..", "..", "src", "main.ts");
 export const STORE_IP = "172.17.42.1";
 
-export type ClusterStore = "sqlite" | "etcd" | "etcd2";
+export type ClusterStore = "sqlite" | "etcd" | "etcd2" | "consul" | "nats";
 
 export interface Agent {
   readonly proc: Subprocess<"ignore", "pipe", "pipe">;
@@ -25,7 +25,7 @@ export interface Agent {
 
 export class Cluster {
   readonly agents = new Map<number, Agent>();
-  #etcd: Subprocess | undefined;
+  #server: Subprocess | undefined;
 
   private constructor(
     readonly segment: Segment,
@@ -40,10 +40,19 @@ export class Cluster {
     const segment = await createSegment("we", addresses, 16);
     const dir = mkdtempSync(join(tmpdir(), "weft-e2e-"));
     const prefix = options.prefix ?? "/cluster.hostgw/network";
-    const endpoint = options.store === "sqlite" ? join(dir, "weft.db") : `http://${STORE_IP}:2379`;
+    const endpoint = {
+      sqlite: join(dir, "weft.db"),
+      etcd: `http://${STORE_IP}:2379`,
+      etcd2: `http://${STORE_IP}:2379`,
+      consul: `http://${STORE_IP}:8500`,
+      nats: `nats://${STORE_IP}:4222`,
+    }[options.store];
     const cluster = new Cluster(segment, options.store, dir, endpoint, prefix);
     try {
-      if (options.store !== "sqlite") await cluster.#startEtcd(options.store === "etcd2");
+      if (options.store === "etcd" || options.store === "etcd2")
+        await cluster.#startEtcd(options.store === "etcd2");
+      if (options.store === "consul") await cluster.#startConsul();
+      if (options.store === "nats") await cluster.#startNats();
     } catch (err) {
       await cluster.stop();
       throw err;
@@ -51,10 +60,81 @@ export class Cluster {
     return cluster;
   }
 
+  /** A test binary built once by build/test-bin.sh (it prints the cached path last). */
+  static async testBin(name: string): Promise<string> {
+    const proc = Bun.spawn(["bash", join(import.meta.dir, "..", "..", "build", "test-bin.sh"), name], {
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const [out, err, code] = await Promise.all([
+      new Response(proc.stdout).text(),
+      new Response(proc.stderr).text(),
+      proc.exited,
+    ]);
+    if (code !== 0) throw new Error(`build/test-bin.sh ${name} failed (${code}): ${err}`);
+    return out.trim().split("\n").at(-1) ?? "";
+  }
+
+  /** Waits until `url` answers inside the segment. */
+  async #awaitServer(what: string, check: string[]): Promise<void> {
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline) {
+      const r = await this.segment.lan.exec(check, { allowFailure: true });
+      if (r.code === 0 && r.stdout.trim() !== "" && r.stdout.trim() !== '""') return;
+      await Bun.sleep(100);
+    }
+    throw new Error(`${what} did not start inside the test segment`);
+  }
+
+  async #startConsul(): Promise<void> {
+    const lan = this.segment.lan;
+    await lan.ip("addr", "add", `${STORE_IP}/16`, "dev", "br0");
+    const consul = await Cluster.testBin("consul");
+    this.#server = lan.spawn([
+      consul,
+      "agent",
+      "-server",
+      "-bootstrap-expect=1",
+      "-node=e2e",
+      `-bind=${STORE_IP}`,
+      `-client=${STORE_IP}`,
+      "-http-port=8500",
+      "-dns-port=-1",
+      "-grpc-port=-1",
+      `-data-dir=${join(this.dir, "consul")}`,
+      "-log-level=warn",
+    ]);
+    const leader = `const r = await fetch("${this.endpoint}/v1/status/leader").catch(() => undefined); console.log(r ? await r.text() : "");`;
+    await this.#awaitServer("consul", [process.execPath, "-e", leader]);
+  }
+
+  async #startNats(): Promise<void> {
+    const lan = this.segment.lan;
+    await lan.ip("addr", "add", `${STORE_IP}/16`, "dev", "br0");
+    const nats = await Cluster.testBin("nats-server");
+    this.#server = lan.spawn([nats, "-js", "-a", STORE_IP, "-p", "4222", "-sd", join(this.dir, "nats")]);
+    const probe = `const s = await Bun.connect({ hostname: "${STORE_IP}", port: 4222, socket: { data() {} } }).catch(() => undefined); console.log(s ? "up" : ""); s?.end();`;
+    await this.#awaitServer("nats-server", [process.execPath, "-e", probe]);
+  }
+
+  /** One store operation run inside the segment, where the server listens. */
+  async #storeOp(op: "put" | "del", key: string, value = ""): Promise<void> {
+    const script = join(import.meta.dir, "fixtures", "store-op.ts");
+    await this.segment.lan.exec([
+      process.execPath,
+      script,
+      this.store,
+      this.endpoint,
+      op,
+      key,
+      Buffer.from(value).toString("base64"),
+    ]);
+  }
+
   async #startEtcd(v2: boolean): Promise<void> {
     const lan = this.segment.lan;
     await lan.ip("addr", "add", `${STORE_IP}/16`, "dev", "br0");
-    this.#etcd = lan.spawn([
+    this.#server = lan.spawn([
       "etcd",
       "--name=e2e",
       `--data-dir=${join(this.dir, "etcd")}`,
@@ -119,6 +199,7 @@ export class Cluster {
   async put(key: string, value: string): Promise<void> {
     if (this.store === "etcd2") await this.etcdctl("set", key, value);
     else if (this.store === "etcd") await this.etcdctl("put", key, value);
+    else if (this.store !== "sqlite") await this.#storeOp("put", key, value);
     else {
       const store = openStore("sqlite", { endpoints: [this.endpoint] });
       try {
@@ -135,6 +216,7 @@ export class Cluster {
   async del(key: string): Promise<void> {
     if (this.store === "etcd2") await this.etcdctl("rm", key);
     else if (this.store === "etcd") await this.etcdctl("del", key);
+    else if (this.store !== "sqlite") await this.#storeOp("del", key);
     else {
       const store = openStore("sqlite", { endpoints: [this.endpoint] });
       await store.delete(key).finally(() => store.close());
@@ -154,9 +236,9 @@ export class Cluster {
   /** Starts weft on host i (0-based). */
   startAgent(i: number, extra: readonly string[] = []): Agent {
     const storeFlags =
-      this.store === "sqlite"
-        ? ["--store=sqlite", `--store-endpoints=${this.endpoint}`]
-        : [`--store=${this.store}`, `--etcd-endpoints=${this.endpoint}`];
+      this.store === "etcd" || this.store === "etcd2"
+        ? [`--store=${this.store}`, `--etcd-endpoints=${this.endpoint}`]
+        : [`--store=${this.store}`, `--store-endpoints=${this.endpoint}`];
     const proc = this.host(i).ns.spawn([
       process.execPath,
       MAIN,
@@ -205,8 +287,8 @@ export class Cluster {
 
   async stop(): Promise<void> {
     for (const i of [...this.agents.keys()]) await this.stopAgent(i, "SIGKILL");
-    this.#etcd?.kill("SIGKILL");
-    await this.#etcd?.exited;
+    this.#server?.kill("SIGKILL");
+    await this.#server?.exited;
     await this.segment.remove();
     rmSync(this.dir, { recursive: true, force: true });
   }
