@@ -32,3 +32,9 @@ if [[ ! -x node_modules/.bin/bun ]] || [[ $(node_modules/.bin/bun --version 2>/d
   npx --yes "bun@$bun_version" install --frozen-lockfile
   touch node_modules/.installed
 fi
+
+# Store servers that Debian does not package (Consul) or packages too old (NATS with per-key TTL),
+# built once from the Go module proxy into ~/.cache/weft-test-bin. A failed build fails the setup.
+for server in nats-server consul; do
+  bash build/test-bin.sh "$server" >/dev/null
+done

@@ -3,15 +3,19 @@
  * import side effect) so the compiled binary's contents are explicit.
  */
 
+import { ConsulStore } from "./consul.ts";
 import { StoreError, StoreErrorCode } from "./errors.ts";
 import { Etcd2Store } from "./etcd2.ts";
 import { Etcd3Store } from "./etcd3/index.ts";
+import { NatsStore } from "./nats/index.ts";
 import { SqliteStore } from "./sqlite.ts";
 import { type Store, type StoreName, type StoreOptions, storeNames } from "./store.ts";
 
 const drivers: Record<StoreName, (options: StoreOptions) => Store> = {
   etcd: (options) => new Etcd3Store(options),
   etcd2: (options) => new Etcd2Store(options),
+  consul: (options) => new ConsulStore(options),
+  nats: (options) => new NatsStore(options),
   sqlite: (options) => new SqliteStore(options),
 };
 

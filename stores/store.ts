@@ -152,7 +152,7 @@ export interface Store {
 }
 
 /** The `--store` names weft knows. */
-export const storeNames = ["etcd", "etcd2", "sqlite"] as const;
+export const storeNames = ["etcd", "etcd2", "consul", "nats", "sqlite"] as const;
 export type StoreName = (typeof storeNames)[number];
 
 /** Minimal structured logger a driver may report to (reconnects, resyncs). */
@@ -168,6 +168,10 @@ export interface StoreOptions {
   readonly endpoints: readonly string[];
   readonly username?: string | undefined;
   readonly password?: string | undefined;
+  /** A bearer token (Consul ACL token, NATS token). Never logged. */
+  readonly token?: string | undefined;
+  /** A credentials file (NATS `.creds`: JWT and NKey seed). Its content is never logged. */
+  readonly credsFile?: string | undefined;
   /** Client TLS: PEM file paths. */
   readonly tls?:
     | { readonly certFile?: string; readonly keyFile?: string; readonly caFile?: string }

@@ -26,6 +26,10 @@ export function storeFromFlags(flags: AgentFlags, log?: Logger): Store {
     endpoints: flags.storeEndpoints,
     username: flags.etcdUsername === "" ? undefined : flags.etcdUsername,
     password: flags.etcdPassword === "" ? undefined : flags.etcdPassword,
+    // --consul-token (or Consul's own CONSUL_HTTP_TOKEN) is for Consul only; NATS reads NATS_TOKEN.
+    token:
+      flags.store === "consul" ? flags.consulToken || process.env.CONSUL_HTTP_TOKEN || undefined : undefined,
+    credsFile: flags.natsCreds === "" ? undefined : flags.natsCreds,
     tls,
     logger: log,
   });

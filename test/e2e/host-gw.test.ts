@@ -12,7 +12,7 @@ function ipToNumber(ip: string): number {
   return ip.split(".").reduce((n, octet) => n * 256 + Number(octet), 0);
 }
 
-for (const store of ["etcd2", "etcd", "sqlite"] as ClusterStore[]) {
+for (const store of ["etcd2", "etcd", "consul", "nats", "sqlite"] as ClusterStore[]) {
   describe.skipIf(!canUseNetns())(`host-gw on ${store}`, () => {
     let cluster: Cluster;
     beforeAll(async () => {

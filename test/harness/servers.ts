@@ -33,7 +33,7 @@ export interface TestServer {
   stop(): Promise<void>;
 }
 
-interface ServerSpec {
+export interface ServerSpec {
   readonly name: string;
   readonly command: string[];
   readonly env?: Record<string, string>;
@@ -52,7 +52,7 @@ async function waitFor(check: () => Promise<boolean>, timeoutMs: number): Promis
   return false;
 }
 
-function managedServer(spec: ServerSpec): TestServer {
+export function managedServer(spec: ServerSpec): TestServer {
   let proc: Subprocess | undefined;
   let log = "";
 

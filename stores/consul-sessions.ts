@@ -1,0 +1,153 @@
+/**
+ * The sessions of the consul driver: every key with a TTL is locked by a session of its own
+ * (Behavior=delete, no node checks, 1 ms lock delay) lasting half the key's TTL, since Consul ends a
+ * session twice its TTL after the last renewal. When the server's shortest session is too long for
+ * the key's TTL, the book destroys the session (and so the key) itself when the TTL runs out.
+ */
+import { hostname } from "node:os";
+import {
+  failureError,
+  parseJson,
+  protocol,
+  sessionRequest,
+  sessionTtlBounds,
+  sessionTtlMs,
+} from "./consul-codec.ts";
+import type { HttpAnswer, HttpRequest } from "./http.ts";
+import type { StoreLogger } from "./store.ts";
+
+/** A session this client created to hold one key. */
+export interface OwnSession {
+  readonly id: string;
+  readonly key: string;
+  readonly sessionMs: number;
+  keyTtlMs: number;
+  /** When the key's TTL runs out unless renewed (ms, `performance.now()` clock). */
+  deadline: number;
+  /** Set when the server would keep the key longer than its TTL: destroys the session on time. */
+  timer: ReturnType<typeof setTimeout> | undefined;
+}
+
+export class SessionBook {
+  readonly #send: (req: HttpRequest, signal?: AbortSignal) => Promise<HttpAnswer>;
+  readonly #logger: StoreLogger | undefined;
+  readonly #sessions = new Map<string, OwnSession>();
+  /** The server's smallest session TTL, learned from its refusal of a shorter one. */
+  #minMs = 0;
+  #closed = false;
+
+  constructor(send: (req: HttpRequest, signal?: AbortSignal) => Promise<HttpAnswer>, logger?: StoreLogger) {
+    this.#send = send;
+    this.#logger = logger;
+  }
+
+  /** The session of this client with this id, if it still counts it as holding its key. */
+  get(id: string | undefined): OwnSession | undefined {
+    return id === undefined ? undefined : this.#sessions.get(id);
+  }
+
+  /** The session length a key TTL gets on this server. */
+  sessionMs(keyTtlMs: number): number {
+    return sessionTtlMs(keyTtlMs, this.#minMs);
+  }
+
+  /** Whole seconds left on the key's TTL, when this client holds it. */
+  secondsLeft(id: string | undefined): number | undefined {
+    const mine = this.get(id);
+    return mine === undefined
+      ? undefined
+      : Math.max(0, Math.ceil((mine.deadline - performance.now()) / 1_000));
+  }
+
+  /** Creates a session for `key` (not yet owned), learning the server's minimum TTL from a refusal. */
+  async create(key: string, keyTtlMs: number): Promise<OwnSession> {
+    for (;;) {
+      const sessionMs = this.sessionMs(keyTtlMs);
+      const answer = await this.#send({
+        method: "PUT",
+        path: "/v1/session/create",
+        body: sessionRequest(`weft ${hostname()}`, sessionMs),
+      });
+      if (answer.status !== 200) {
+        const bounds = sessionTtlBounds(answer.body);
+        if (bounds !== undefined && bounds.minMs > this.#minMs && bounds.minMs > sessionMs) {
+          this.#minMs = bounds.minMs;
+          continue;
+        }
+        throw failureError(answer.status, answer.body, answer.endpoint, key);
+      }
+      const body = parseJson(answer.body, answer.endpoint) as { ID?: unknown } | null;
+      if (typeof body?.ID !== "string") {
+        throw protocol(answer.endpoint, `a session without ID: ${answer.body.slice(0, 200)}`);
+      }
+      const deadline = performance.now() + keyTtlMs;
+      return { id: body.ID, key, sessionMs, keyTtlMs, deadline, timer: undefined };
+    }
+  }
+
+  /** Renews a session of this client; false (and forgotten) when the server no longer knows it. */
+  async renew(session: OwnSession): Promise<boolean> {
+    const answer = await this.#send({ method: "PUT", path: `/v1/session/renew/${session.id}` });
+    if (answer.status === 404) {
+      this.disown(session);
+      this.#logger?.warn("consul session is gone, and the key it held with it", { key: session.key });
+      return false;
+    }
+    if (answer.status !== 200) throw failureError(answer.status, answer.body, answer.endpoint, session.key);
+    return true;
+  }
+
+  /** Whether a session (anyone's) still exists. */
+  async lives(id: string, signal: AbortSignal): Promise<boolean> {
+    const answer = await this.#send({ method: "GET", path: `/v1/session/info/${id}` }, signal);
+    // A token without session:read cannot tell: the delete is then reported as a plain delete.
+    if (answer.status === 403) return true;
+    if (answer.status !== 200) throw failureError(answer.status, answer.body, answer.endpoint);
+    const sessions = parseJson(answer.body, answer.endpoint);
+    return Array.isArray(sessions) && sessions.length > 0;
+  }
+
+  /** Destroys a session (and, Behavior=delete, the key it holds); a failure leaves it to expire. */
+  async destroy(id: string): Promise<void> {
+    if (this.#closed) return;
+    try {
+      const answer = await this.#send({ method: "PUT", path: `/v1/session/destroy/${id}` });
+      if (answer.status !== 200) throw failureError(answer.status, answer.body, answer.endpoint);
+    } catch (err) {
+      this.#logger?.debug("consul: could not destroy a session; it will expire by itself", {
+        session: id,
+        error: String(err),
+      });
+    }
+  }
+
+  own(session: OwnSession): void {
+    this.#sessions.set(session.id, session);
+    this.arm(session);
+  }
+
+  disown(session: OwnSession): void {
+    clearTimeout(session.timer);
+    if (this.#sessions.get(session.id) === session) this.#sessions.delete(session.id);
+  }
+
+  /** Restarts the key's TTL; when the server would keep the key longer, ends its session on time. */
+  arm(session: OwnSession): void {
+    clearTimeout(session.timer);
+    session.timer = undefined;
+    session.deadline = performance.now() + session.keyTtlMs;
+    if (2 * session.sessionMs <= session.keyTtlMs) return;
+    session.timer = setTimeout(() => {
+      this.disown(session);
+      void this.destroy(session.id);
+    }, session.keyTtlMs);
+    session.timer.unref?.();
+  }
+
+  /** Stops every timer. The sessions stay on the server and expire by themselves. */
+  close(): void {
+    this.#closed = true;
+    for (const session of this.#sessions.values()) clearTimeout(session.timer);
+    this.#sessions.clear();
+  }
+}

@@ -1,0 +1,165 @@
+/**
+ * The prefix watch of the consul driver: a chain of blocking queries (`?recurse&index=…&wait=…`), each
+ * answering the whole prefix, diffed against the answer before. Puts carry their ModifyIndex; a delete
+ * (seen only as absence) the index of its tombstone, looked up per deleted key. Consul's index rules:
+ * an index that goes backwards restarts from 0 with a resync, the index stays ≥ 1, and the loop is
+ * paced by a token bucket. Network failures back off and retry until the watch is aborted or the store
+ * closes; only faults retrying cannot fix (Auth, Protocol) end it, by throwing.
+ */
+import { Backoff, sleep } from "./backoff.ts";
+import {
+  type ConsulEntry,
+  consulPrefix,
+  diffSnapshots,
+  orderedEvents,
+  type PlacedDelete,
+  type Snapshot,
+  type SnapshotDiff,
+  sameContents,
+  sortedEntries,
+  startOutcome,
+  TokenBucket,
+  tombstoneIndex,
+} from "./consul-codec.ts";
+import { ClosedError, UnavailableError } from "./errors.ts";
+import { EventQueue } from "./event-queue.ts";
+import type { KeyValue, ResyncCause, Revision, StoreLogger, WatchEvent, WatchOptions } from "./store.ts";
+
+/** Blocking queries per second one watch may start, and its burst. */
+const WATCH_RATE = 10;
+const WATCH_BURST = 2;
+/** Deleted keys whose tombstone index is looked up at once. */
+const LOOKUPS_AT_ONCE = 8;
+
+/** What a watch needs from its store, which keeps the transport, the sessions and the listings. */
+export interface WatchDeps {
+  /** Aborted when the store closes. */
+  readonly storeSignal: AbortSignal;
+  readonly logger: StoreLogger | undefined;
+  /** A recursive read of a Consul prefix, blocking until the index passes `index` when it is > 0. */
+  read(prefix: string, index: Revision, signal: AbortSignal): Promise<Snapshot>;
+  /** Whether the session still exists (a key that vanished with its session expired). */
+  sessionLives(id: string, signal: AbortSignal): Promise<boolean>;
+  /** The newest snapshot the store listed of the prefix at or before `after`. */
+  baseline(prefix: string, after: Revision): Snapshot | undefined;
+  toKeyValue(entry: ConsulEntry): KeyValue;
+  /** Lets the store wait for the watch's producer on close. */
+  track(producer: Promise<void>): void;
+}
+
+export function watchPrefix(
+  deps: WatchDeps,
+  prefix: string,
+  options: WatchOptions,
+): AsyncIterable<WatchEvent> {
+  const queue = new EventQueue<WatchEvent>(options.signal);
+  if (deps.storeSignal.aborted) {
+    queue.fail(new ClosedError("consul"));
+    return queue;
+  }
+  const stop = new AbortController();
+  const signal = AbortSignal.any([deps.storeSignal, stop.signal, options.signal ?? stop.signal]);
+  const producer = watchLoop(deps, prefix, options.afterRevision, queue, signal)
+    .catch((err: unknown) => queue.fail(err))
+    .finally(() => queue.end());
+  deps.track(producer);
+  // A consumer that leaves its loop early (break, return) also stops the blocking queries.
+  const iterator = (): AsyncIterator<WatchEvent> => {
+    const inner = queue[Symbol.asyncIterator]();
+    const leave = () => {
+      stop.abort();
+      return inner.return?.() ?? Promise.resolve({ done: true as const, value: undefined });
+    };
+    return { next: () => inner.next(), return: leave };
+  };
+  return { [Symbol.asyncIterator]: iterator };
+}
+
+async function watchLoop(
+  deps: WatchDeps,
+  prefix: string,
+  after: Revision,
+  queue: EventQueue<WatchEvent>,
+  signal: AbortSignal,
+): Promise<void> {
+  const consul = consulPrefix(prefix);
+  const retry = new Backoff();
+  const pace = new TokenBucket(WATCH_RATE, WATCH_BURST, performance.now());
+  let state: Snapshot | undefined;
+  let index = 0n; // 0: read at once (first read, after a reconnect or a stall, after going backwards)
+  const resync = (snapshot: Snapshot, cause: ResyncCause) => {
+    deps.logger?.info("consul watch delivers a full snapshot", {
+      prefix,
+      cause,
+      index: String(snapshot.index),
+    });
+    const entries = sortedEntries(snapshot).map((e) => deps.toKeyValue(e));
+    queue.push({ type: "resync", entries, revision: snapshot.index, cause });
+  };
+  while (!signal.aborted) {
+    try {
+      await sleep(pace.take(performance.now()), signal);
+      if (signal.aborted) return;
+      const snapshot = await deps.read(consul, index, signal);
+      retry.reset();
+      if (state === undefined) {
+        const start = startOutcome(after, deps.baseline(consul, after), snapshot);
+        if (start.kind === "resync") resync(snapshot, start.cause);
+        else for (const e of start.puts) queue.push({ type: "put", kv: deps.toKeyValue(e) });
+      } else {
+        const diff = diffSnapshots(state, snapshot);
+        if (diff.kind === "backwards") {
+          // A restore or tombstone reaping: reset the index to 0, and resync unless nothing changed.
+          if (!sameContents(state, snapshot)) resync(snapshot, "reconnect");
+          state = snapshot;
+          index = 0n;
+          continue;
+        }
+        const events = await changes(deps, state, snapshot, diff, signal);
+        if (events === undefined) resync(snapshot, "gap");
+        else for (const event of events) queue.push(event);
+      }
+      // A blocking query that ends without progress timed out, or the server swapped its state under
+      // it (snapshot restore, answered with the old index): read at once to see the index as it is.
+      const stalled = index > 0n && snapshot.index <= index;
+      state = snapshot;
+      index = stalled ? 0n : snapshot.index > 0n ? snapshot.index : 1n;
+    } catch (err) {
+      if (signal.aborted) return;
+      if (!(err instanceof UnavailableError)) throw err;
+      const delay = retry.delay();
+      const fields = { prefix, index: String(index), retryInMs: Math.round(delay), error: err.message };
+      deps.logger?.warn("consul watch lost its server; retrying", fields);
+      await sleep(delay, signal);
+      index = 0n;
+    }
+  }
+}
+
+/** The events between two snapshots, or undefined when a delete cannot be placed (a gap). */
+async function changes(
+  deps: WatchDeps,
+  prev: Snapshot,
+  next: Snapshot,
+  diff: Extract<SnapshotDiff, { kind: "changes" }>,
+  signal: AbortSignal,
+): Promise<WatchEvent[] | undefined> {
+  if (diff.recreated.length > 0) return undefined;
+  const keys = diff.deleted.map((e) => e.key);
+  const window = { after: prev.index, upTo: next.index };
+  const placed: PlacedDelete[] = [];
+  let unplaced = false;
+  for (let i = 0; i < diff.deleted.length; i += LOOKUPS_AT_ONCE) {
+    const batch = diff.deleted.slice(i, i + LOOKUPS_AT_ONCE).map(async (gone) => {
+      const revision = tombstoneIndex(gone.key, await deps.read(gone.key.slice(1), 0n, signal), window, keys);
+      if (revision === undefined) {
+        unplaced = true;
+        return;
+      }
+      const expired = gone.session !== undefined && !(await deps.sessionLives(gone.session, signal));
+      placed.push({ key: gone.key, revision, reason: expired ? "expired" : "deleted" });
+    });
+    await Promise.all(batch);
+  }
+  return unplaced ? undefined : orderedEvents(diff.puts, placed, deps.toKeyValue);
+}
