@@ -25,9 +25,16 @@ import { ClosedError, UnavailableError } from "./errors.ts";
 import { EventQueue } from "./event-queue.ts";
 import type { KeyValue, ResyncCause, Revision, StoreLogger, WatchEvent, WatchOptions } from "./store.ts";
 
-/** Blocking queries per second one watch may start, and its burst. */
-const WATCH_RATE = 10;
-const WATCH_BURST = 2;
+/**
+ * Pacing (Consul's blocking-query rules): a query that returned without progress (timed out, or
+ * answered at once with the same index) may repeat at most 10 times a second, burst 2 — that is the
+ * hot loop to prevent. A query that brought changes is followed at once, so events do not queue
+ * behind the pace; a generous overall cap (200/s, burst 50) still bounds the loop.
+ */
+const STALL_RATE = 10;
+const STALL_BURST = 2;
+const CAP_RATE = 200;
+const CAP_BURST = 50;
 /** Deleted keys whose tombstone index is looked up at once. */
 const LOOKUPS_AT_ONCE = 8;
 
@@ -84,7 +91,9 @@ async function watchLoop(
 ): Promise<void> {
   const consul = consulPrefix(prefix);
   const retry = new Backoff();
-  const pace = new TokenBucket(WATCH_RATE, WATCH_BURST, performance.now());
+  const stallPace = new TokenBucket(STALL_RATE, STALL_BURST, performance.now());
+  const cap = new TokenBucket(CAP_RATE, CAP_BURST, performance.now());
+  let progressed = true;
   let state: Snapshot | undefined;
   let index = 0n; // 0: read at once (first read, after a reconnect or a stall, after going backwards)
   const resync = (snapshot: Snapshot, cause: ResyncCause) => {
@@ -98,7 +107,9 @@ async function watchLoop(
   };
   while (!signal.aborted) {
     try {
-      await sleep(pace.take(performance.now()), signal);
+      const now = performance.now();
+      const wait = Math.max(cap.take(now), progressed ? 0 : stallPace.take(now));
+      if (wait > 0) await sleep(wait, signal);
       if (signal.aborted) return;
       const snapshot = await deps.read(consul, index, signal);
       retry.reset();
@@ -113,6 +124,7 @@ async function watchLoop(
           if (!sameContents(state, snapshot)) resync(snapshot, "reconnect");
           state = snapshot;
           index = 0n;
+          progressed = false;
           continue;
         }
         const events = await changes(deps, state, snapshot, diff, signal);
@@ -122,6 +134,7 @@ async function watchLoop(
       // A blocking query that ends without progress timed out, or the server swapped its state under
       // it (snapshot restore, answered with the old index): read at once to see the index as it is.
       const stalled = index > 0n && snapshot.index <= index;
+      progressed = snapshot.index > index;
       state = snapshot;
       index = stalled ? 0n : snapshot.index > 0n ? snapshot.index : 1n;
     } catch (err) {
@@ -132,6 +145,7 @@ async function watchLoop(
       deps.logger?.warn("consul watch lost its server; retrying", fields);
       await sleep(delay, signal);
       index = 0n;
+      progressed = false;
     }
   }
 }

@@ -11,6 +11,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openStore } from "../../stores/index.ts";
 import { type Store, type StoreName, storeNames } from "../../stores/store.ts";
+import { startConsul } from "../harness/consul.ts";
+import { startNats } from "../harness/nats.ts";
 import { startEtcd, type TestServer } from "../harness/servers.ts";
 import { percentile, table } from "./stats.ts";
 
@@ -131,7 +133,12 @@ async function target(name: StoreName): Promise<Target> {
       stop: async () => rmSync(dir, { recursive: true, force: true }),
     };
   }
-  const server: TestServer = await startEtcd({ enableV2: name === "etcd2" });
+  const server: TestServer =
+    name === "consul"
+      ? await startConsul()
+      : name === "nats"
+        ? await startNats({ flavour: "2.15" })
+        : await startEtcd({ enableV2: name === "etcd2" });
   return {
     open: () => openStore(name, { endpoints: [server.endpoint] }),
     endpoint: server.endpoint,

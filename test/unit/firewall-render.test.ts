@@ -182,21 +182,28 @@ COMMIT
 });
 
 const NFT_FRESH = `add table ip weft
+add chain ip weft forward { type filter hook forward priority filter; policy accept; }
+flush chain ip weft forward
+add rule ip weft forward ip saddr 10.5.0.0/16 accept comment "weft:fwd"
+add rule ip weft forward ip daddr 10.5.0.0/16 accept comment "weft:fwd"
+add chain ip weft postrouting { type nat hook postrouting priority srcnat; policy accept; }
+flush chain ip weft postrouting
+add rule ip weft postrouting meta mark & 0x4000 == 0x4000 return comment "weft:masq"
+add rule ip weft postrouting ip saddr 10.5.72.0/24 ip daddr 10.5.0.0/16 return comment "weft:masq"
+add rule ip weft postrouting ip saddr 10.5.0.0/16 ip daddr 10.5.72.0/24 return comment "weft:masq"
+add rule ip weft postrouting ip saddr != 10.5.0.0/16 ip daddr 10.5.72.0/24 return comment "weft:masq"
+add rule ip weft postrouting ip saddr 10.5.0.0/16 ip daddr != 224.0.0.0/4 masquerade fully-random comment "weft:masq"
+add rule ip weft postrouting ip saddr != 10.5.0.0/16 ip daddr 10.5.0.0/16 masquerade fully-random comment "weft:masq"
+`;
+
+/** The rebuild form, used only when our table holds something that is not ours. */
+const NFT_REBUILD_FORWARD_ONLY = `add table ip weft
 delete table ip weft
 table ip weft {
   chain forward {
     type filter hook forward priority filter; policy accept;
     ip saddr 10.5.0.0/16 accept comment "weft:fwd"
     ip daddr 10.5.0.0/16 accept comment "weft:fwd"
-  }
-  chain postrouting {
-    type nat hook postrouting priority srcnat; policy accept;
-    meta mark & 0x4000 == 0x4000 return comment "weft:masq"
-    ip saddr 10.5.72.0/24 ip daddr 10.5.0.0/16 return comment "weft:masq"
-    ip saddr 10.5.0.0/16 ip daddr 10.5.72.0/24 return comment "weft:masq"
-    ip saddr != 10.5.0.0/16 ip daddr 10.5.72.0/24 return comment "weft:masq"
-    ip saddr 10.5.0.0/16 ip daddr != 224.0.0.0/4 masquerade fully-random comment "weft:masq"
-    ip saddr != 10.5.0.0/16 ip daddr 10.5.0.0/16 masquerade fully-random comment "weft:masq"
   }
 }
 `;
@@ -288,11 +295,13 @@ describe("firewall nft rules", () => {
     ]);
   });
 
-  test("firewall - a missing nft rule or an unknown object replaces the whole table", () => {
+  test("firewall - a missing nft chain is refilled in place; an unknown object replaces the whole table", () => {
     const state = parseNftTable(NFT_JSON);
     const plan = planNft(desiredRules(spec), state, on);
     expect(plan.lines).toContain("nft: + chain postrouting");
+    // The table and its hooked chains are kept: no `delete table`, so NAT never loses its hook.
     expect(plan.script).toBe(NFT_FRESH);
+    expect(plan.script).not.toContain("delete table");
     const withSet = JSON.parse(NFT_JSON) as { nftables: unknown[] };
     withSet.nftables.push({ set: { family: "ip", table: "weft", name: "extra" } });
     const replan = planNft(
@@ -301,6 +310,7 @@ describe("firewall nft rules", () => {
       on,
     );
     expect(replan.lines).toEqual(["nft: - set extra"]);
+    expect(replan.script).toBe(NFT_REBUILD_FORWARD_ONLY);
   });
 
   test("firewall - nft removal deletes only our table", () => {
