@@ -5,6 +5,7 @@
 import { runConfig } from "./cli/config-set.ts";
 import { runMkDockerOpts } from "./cli/mk-docker-opts.ts";
 import { runAgent } from "./cli/run-agent.ts";
+import { runStatus } from "./cli/status.ts";
 import { VERSION } from "./cli/version.ts";
 
 const [command, ...rest] = process.argv.slice(2);
@@ -19,6 +20,8 @@ async function main(): Promise<number> {
       return runMkDockerOpts(rest);
     case "config":
       return runConfig(rest, env);
+    case "status":
+      return runStatus(rest, env);
     case "plan":
       return runAgent(["--dry-run", ...rest], env);
     case "demo": {

@@ -279,6 +279,9 @@ export class ConsulStore implements Store {
     const blocking = index > 0n;
     const params = {
       recurse: true,
+      // Consistent: only a leader whose store has caught up answers. Right after a restart a default
+      // read could see the store half replayed and report keys gone and back (duplicate events).
+      consistent: true,
       index: blocking ? index : undefined,
       wait: blocking ? `${WAIT_MS}ms` : undefined,
     };

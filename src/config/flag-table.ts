@@ -239,7 +239,7 @@ export const FLAGS: readonly FlagSpec[] = [
     kind: "bool",
     origin: "weft",
     defaultValue: "false",
-    help: "hold a lease and compute the kernel changes, but only log them",
+    help: "print what the agent would do (lease, route diff, firewall, subnet.env) and change nothing; as `weft plan`",
   },
   {
     name: "log-format",

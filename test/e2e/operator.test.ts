@@ -102,3 +102,27 @@ test.skipIf(!canUseNetns())(
   },
   30_000,
 );
+
+test.skipIf(!canUseNetns())(
+  "operator - weft status shows the running agent's subnet, peers and routes",
+  async () => {
+    const args = [process.execPath, MAIN, "status", "--healthz-port=9471", "--healthz-ip=127.0.0.1"];
+    const table = await cluster.host(0).ns.exec(args);
+    const subnet = (cluster.subnetEnv(0).FLANNEL_SUBNET ?? "").replace(
+      /\.(\d+)\//,
+      (_, n) => `.${Number(n) - 1}/`,
+    );
+    expect(table.stdout).toMatch(new RegExp(`^lease +${subnet.replaceAll(".", "\\.")} +expires `, "m"));
+    expect(table.stdout).toMatch(/^ready +yes$/m);
+    expect(table.stdout).toMatch(/^backend +host-gw on eth0 \(PublicIP 172\.17\.42\.41\)$/m);
+    expect(table.stdout).toMatch(/^192\.168\.\d+\.\d+\/26 +172\.17\.42\.42 +host-gw +via 172\.17\.42\.42$/m);
+    const json = JSON.parse((await cluster.host(0).ns.exec([...args, "--json"])).stdout) as {
+      lease: { subnet: string };
+    };
+    expect(json.lease.subnet).toBe(subnet);
+    const off = await cluster.host(0).ns.exec([process.execPath, MAIN, "status"], { allowFailure: true });
+    expect(off.code).toBe(1);
+    expect(off.stderr).toContain("--healthz-port");
+  },
+  30_000,
+);
