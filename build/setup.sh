@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debs=(etcd-server etcd-client nats-server iproute2 iptables nftables iputils-ping traceroute procps)
+debs=(etcd-server etcd-client nats-server iproute2 iptables nftables iputils-ping traceroute procps shellcheck systemd)
 missing=()
 for pkg in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
