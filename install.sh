@@ -209,7 +209,8 @@ Before=docker.service
 # The agent sends READY=1 once its lease is held and the first apply succeeded, then WATCHDOG=1.
 Type=notify
 NotifyAccess=main
-# WatchdogSec= comes with the agent's WATCHDOG=1 support (sd_notify); without it systemd would kill weft.
+# The agent sends WATCHDOG=1 every WatchdogSec/2 while its event loop runs.
+WatchdogSec=30s
 EnvironmentFile=-/etc/weft/weft.env
 ExecStart=/usr/local/bin/weft $WEFT_ARGS
 # As flannel's mk-docker-opts.sh: docker.service can use EnvironmentFile=/run/docker_opts.env.

@@ -50,6 +50,8 @@ export interface AgentOptions {
   readonly events?: KernelEvents | undefined;
   readonly subnetFile: string;
   readonly ipMasq: boolean;
+  /** `--iptables-forward-rules`: install the FORWARD accept rules for the network. */
+  readonly forwardRules: boolean;
   readonly ttlSeconds: number;
   readonly renewMarginSeconds: number;
   readonly firewallResyncSeconds: number;
@@ -57,6 +59,8 @@ export interface AgentOptions {
   readonly log: Logger;
   readonly metrics: Metrics;
   readonly clock: Clock;
+  /** Called after each route or firewall apply, so callers can follow readiness() and summary(). */
+  readonly onChange?: (() => void) | undefined;
 }
 
 interface LastApply {
@@ -155,6 +159,17 @@ export class Agent implements StatusSource {
     return { ready: true, reason: "" };
   }
 
+  /** The own subnet and peer/route counts (the systemd STATUS= line). */
+  summary(): { subnet: string | undefined; peers: number; routes: number } {
+    const lease = this.#manager.lease;
+    const peers = [...this.#watcher.leases.values()].filter((l) => l.key !== lease?.key).length;
+    return {
+      subnet: lease === undefined ? undefined : formatCidr(lease.subnet),
+      peers,
+      routes: this.#state.routes.size,
+    };
+  }
+
   status(): unknown {
     const lease = this.#manager.lease;
     const peers = [...this.#watcher.leases.values()].filter((l) => l.key !== lease?.key);
@@ -200,7 +215,7 @@ export class Agent implements StatusSource {
       network: formatCidr(config.network),
       subnet: formatCidr(lease.subnet),
       ipMasq: this.#o.ipMasq,
-      forwardRules: true,
+      forwardRules: this.#o.forwardRules,
     });
     await this.#applyFirewall("apply");
     this.#recompute();
@@ -356,5 +371,6 @@ export class Agent implements StatusSource {
 
   #updateReady(): void {
     this.#o.metrics.ready.set(this.readiness().ready ? 1 : 0);
+    this.#o.onChange?.();
   }
 }

@@ -20,11 +20,15 @@ import { Metrics } from "../metrics.ts";
 import { formatCidr } from "../net/ipv4.ts";
 import { Monitor } from "../netlink/monitor.ts";
 import { Netlink } from "../netlink/netlink.ts";
+import { Notifier, StatusThrottle } from "../systemd/notify.ts";
+import { statusText } from "../systemd/protocol.ts";
 import { runPlan } from "./plan.ts";
 import { configKey, storeFromFlags } from "./store-from-flags.ts";
 import { VERSION } from "./version.ts";
 
 const LEASE_TTL_SECONDS = 24 * 60 * 60;
+/** After SIGTERM/SIGINT, exit 0 this long after the signal even if closing the store or sockets hangs. */
+const SHUTDOWN_CAP_MS = 1_500;
 
 /** Waits for `<prefix>/config`; store errors are retried. Throws CONFIG_INVALID for a bad config. */
 async function waitForConfig(
@@ -83,9 +87,18 @@ export async function runAgent(
   const log = createLogger({ format: flags.logFormat, level: flags.verbosity >= 2 ? "debug" : "info" });
   for (const w of flags.warnings) log.warn(w);
   const controller = new AbortController();
+  const notifier = new Notifier({ env, pid: process.pid, log });
+  notifier.startWatchdog();
+  const statusLine = new StatusThrottle((text) => notifier.status(text));
   const stop = (signal: string) => {
     if (controller.signal.aborted) process.exit(0);
     log.info("shutting down; routes, rules and the lease stay in place", { signal });
+    notifier.stopping();
+    const cap = setTimeout(() => {
+      log.warn("shutdown: cleanup still running; exiting anyway", { afterMs: SHUTDOWN_CAP_MS });
+      process.exit(0);
+    }, SHUTDOWN_CAP_MS);
+    cap.unref();
     controller.abort();
   };
   process.on("SIGINT", () => stop("SIGINT"));
@@ -142,6 +155,8 @@ export async function runAgent(
         ipMasq: flags.ipMasq,
         forwardRules: flags.iptablesForwardRules,
       },
+      // --ip-masq-fully-random-disable: MASQUERADE without --random-fully; otherwise detected.
+      ...(flags.ipMasqFullyRandomDisable ? { randomFully: false } : {}),
     });
     monitor = Monitor.open(undefined, { groups: ["route", "link", "addr"] });
     const events: KernelEvents = monitor;
@@ -156,12 +171,19 @@ export async function runAgent(
       events,
       subnetFile: flags.subnetFile,
       ipMasq: flags.ipMasq,
+      forwardRules: flags.iptablesForwardRules,
       ttlSeconds: LEASE_TTL_SECONDS,
       renewMarginSeconds: flags.subnetLeaseRenewMarginMinutes * 60,
       firewallResyncSeconds: flags.iptablesResyncSeconds,
       log,
       metrics,
       clock: systemClock,
+      onChange: () => {
+        if (controller.signal.aborted) return;
+        if (agent.readiness().ready) notifier.ready();
+        const { subnet, peers, routes } = agent.summary();
+        statusLine.update(statusText(subnet, peers, routes));
+      },
     });
     const http =
       flags.healthzPort > 0
@@ -181,6 +203,8 @@ export async function runAgent(
     log.error("fatal", { error: err });
     return 1;
   } finally {
+    statusLine.close();
+    notifier.close();
     await monitor?.close();
     await store?.close();
     await netlink?.close();

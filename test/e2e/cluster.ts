@@ -234,20 +234,23 @@ export class Cluster {
   }
 
   /** Starts weft on host i (0-based). */
-  startAgent(i: number, extra: readonly string[] = []): Agent {
+  startAgent(i: number, extra: readonly string[] = [], env: Record<string, string> = {}): Agent {
     const storeFlags =
       this.store === "etcd" || this.store === "etcd2"
         ? [`--store=${this.store}`, `--etcd-endpoints=${this.endpoint}`]
         : [`--store=${this.store}`, `--store-endpoints=${this.endpoint}`];
-    const proc = this.host(i).ns.spawn([
-      process.execPath,
-      MAIN,
-      ...storeFlags,
-      `--etcd-prefix=${this.prefix}`,
-      "--iface=eth0",
-      `--subnet-file=${this.subnetFile(i)}`,
-      ...extra,
-    ]);
+    const proc = this.host(i).ns.spawn(
+      [
+        process.execPath,
+        MAIN,
+        ...storeFlags,
+        `--etcd-prefix=${this.prefix}`,
+        "--iface=eth0",
+        `--subnet-file=${this.subnetFile(i)}`,
+        ...extra,
+      ],
+      { env },
+    );
     let text = "";
     void (async () => {
       for await (const chunk of proc.stderr) text += new TextDecoder().decode(chunk);

@@ -155,3 +155,28 @@ test.skipIf(!canUseNetns())(
   },
   60_000,
 );
+
+test.skipIf(!canUseNetns())(
+  "agent - --iptables-forward-rules=false installs no FORWARD accept rules; --ip-masq installs masquerade",
+  async () => {
+    cluster = await Cluster.start({ store: "sqlite", hosts: 2 });
+    await cluster.writeConfig(SEED_000_CONFIG);
+    cluster.startAgent(0, ["--iptables-forward-rules=false", "--ip-masq"]);
+    cluster.startAgent(1);
+    await eventually(
+      "both hosts to route to each other",
+      async () => (await cluster?.routes(0))?.length === 1 && (await cluster?.routes(1))?.length === 1,
+    );
+    await eventually(
+      "host 1's forward rules",
+      async () =>
+        (await cluster?.host(1).ns.exec(["iptables-save", "-t", "filter"]))?.stdout.includes("WEFT-FWD") ===
+        true,
+    );
+    const host0 = await cluster.host(0).ns.exec(["iptables-save"]);
+    expect(host0.stdout).not.toMatch(/-A WEFT-FWD .*ACCEPT/);
+    expect(host0.stdout).toMatch(/-A WEFT-POSTRTG .*MASQUERADE/);
+    expect(cluster.subnetEnv(0).FLANNEL_IPMASQ).toBe("true");
+  },
+  60_000,
+);

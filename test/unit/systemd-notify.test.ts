@@ -1,0 +1,112 @@
+import { describe, expect, test } from "bun:test";
+import { createLogger } from "../../src/log.ts";
+import { Notifier, StatusThrottle } from "../../src/systemd/notify.ts";
+import { encodeSockaddrUn, parseNotifyEnv, statusMessage, statusText } from "../../src/systemd/protocol.ts";
+
+const log = createLogger({ format: "text", level: "error" });
+
+describe("systemd notify", () => {
+  test("systemd - env without NOTIFY_SOCKET disables notification", () => {
+    expect(parseNotifyEnv({}, 7)).toEqual({ socket: undefined, watchdogMs: undefined });
+    expect(parseNotifyEnv({ NOTIFY_SOCKET: "" }, 7).socket).toBeUndefined();
+  });
+
+  test("systemd - watchdog interval is half of WATCHDOG_USEC, only for our pid", () => {
+    expect(parseNotifyEnv({ NOTIFY_SOCKET: "/run/n", WATCHDOG_USEC: "400000" }, 7)).toEqual({
+      socket: "/run/n",
+      watchdogMs: 200,
+    });
+    expect(parseNotifyEnv({ WATCHDOG_USEC: "400000", WATCHDOG_PID: "7" }, 7).watchdogMs).toBe(200);
+    expect(parseNotifyEnv({ WATCHDOG_USEC: "400000", WATCHDOG_PID: "8" }, 7).watchdogMs).toBeUndefined();
+    expect(parseNotifyEnv({ WATCHDOG_USEC: "0" }, 7).watchdogMs).toBeUndefined();
+    expect(parseNotifyEnv({ WATCHDOG_USEC: "abc" }, 7).watchdogMs).toBeUndefined();
+  });
+
+  test("systemd - message text", () => {
+    expect(statusText("10.5.1.0/24", 2, 2)).toBe("subnet 10.5.1.0/24, 2 peers, 2 routes");
+    expect(statusText("10.5.1.0/24", 1, 1)).toBe("subnet 10.5.1.0/24, 1 peer, 1 route");
+    expect(statusText(undefined, 0, 0)).toBe("no subnet lease, 0 peers, 0 routes");
+    expect(statusMessage("a\nb")).toBe("STATUS=a b");
+  });
+
+  test("systemd - sockaddr_un for a path includes the terminating NUL", () => {
+    const { bytes, length } = encodeSockaddrUn("/run/x");
+    expect(length).toBe(2 + 6 + 1);
+    expect(bytes.length).toBe(110);
+    expect([...bytes.subarray(0, 9)]).toEqual([1, 0, 47, 114, 117, 110, 47, 120, 0]);
+  });
+
+  test("systemd - sockaddr_un for an abstract name starts with NUL and has no trailing NUL", () => {
+    const { bytes, length } = encodeSockaddrUn("@ab");
+    expect(length).toBe(2 + 1 + 2);
+    expect([...bytes.subarray(0, 5)]).toEqual([1, 0, 0, 97, 98]);
+  });
+
+  test("systemd - sockaddr_un rejects empty and too long paths", () => {
+    expect(() => encodeSockaddrUn("@")).toThrow();
+    expect(() => encodeSockaddrUn(`/${"x".repeat(107)}`)).toThrow();
+    expect(encodeSockaddrUn(`/${"x".repeat(106)}`).length).toBe(110);
+  });
+
+  test("systemd - notifier sends READY=1 once and nothing without a socket", () => {
+    const sent: string[] = [];
+    const send = (socket: string, message: string) => sent.push(`${socket} ${message}`);
+    const n = new Notifier({ env: { NOTIFY_SOCKET: "@s" }, pid: 1, log, send });
+    n.ready();
+    n.ready();
+    n.status("x");
+    n.stopping();
+    expect(sent).toEqual(["@s READY=1", "@s STATUS=x", "@s STOPPING=1"]);
+    const none: string[] = [];
+    const off = new Notifier({ env: {}, pid: 1, log, send: (_s, m) => none.push(m) });
+    off.ready();
+    off.startWatchdog();
+    expect(none).toEqual([]);
+    expect(off.enabled).toBe(false);
+  });
+
+  test("systemd - watchdog withholds WATCHDOG=1 while unhealthy", async () => {
+    const sent: string[] = [];
+    let healthy = false;
+    const n = new Notifier({
+      env: { NOTIFY_SOCKET: "@s", WATCHDOG_USEC: "20000" },
+      pid: 1,
+      log,
+      healthy: () => healthy,
+      send: (_s, m) => sent.push(m),
+    });
+    n.startWatchdog();
+    await Bun.sleep(50);
+    expect(sent).toEqual([]);
+    healthy = true;
+    await Bun.sleep(50);
+    n.close();
+    expect(sent.filter((m) => m === "WATCHDOG=1").length).toBeGreaterThanOrEqual(2);
+  });
+
+  test("systemd - status throttle sends changes at most once per interval", async () => {
+    const sent: string[] = [];
+    const t = new StatusThrottle((s) => sent.push(s), 40);
+    t.update("a");
+    t.update("a");
+    t.update("b");
+    t.update("c");
+    expect(sent).toEqual(["a"]);
+    await Bun.sleep(80);
+    expect(sent).toEqual(["a", "c"]);
+    t.close();
+  });
+
+  test("systemd - unix datagram socket delivers to a bound abstract address", async () => {
+    const { UnixDatagramSocket } = await import("../../src/systemd/unix-dgram.ts");
+    const name = `@weft-test-${process.pid}`;
+    const rx = UnixDatagramSocket.open();
+    rx.bind(name);
+    const n = new Notifier({ env: { NOTIFY_SOCKET: name }, pid: 1, log });
+    n.ready();
+    n.close();
+    expect(new TextDecoder().decode(rx.tryRecv())).toBe("READY=1");
+    expect(rx.tryRecv()).toBeUndefined();
+    rx.close();
+  });
+});
