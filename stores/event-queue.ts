@@ -67,3 +67,30 @@ export class EventQueue<T> implements AsyncIterable<T> {
     }
   }
 }
+
+/**
+ * A watch's iteration: `produce` fills a queue until `stop` aborts — when any of `signals` aborts
+ * (the caller's, the store's close) or the consumer leaves the loop — and the consumer gets the events.
+ * On exit the producer is stopped and awaited, so no producer outlives its watch. `track` lets the store
+ * wait for the producer on close().
+ */
+export async function* produceEvents<T>(
+  signals: readonly (AbortSignal | undefined)[],
+  track: (producer: Promise<void>) => void,
+  produce: (queue: EventQueue<T>, stop: AbortSignal) => Promise<void>,
+): AsyncGenerator<T, void, undefined> {
+  const stop = new AbortController();
+  const abort = () => stop.abort();
+  for (const signal of signals) signal?.addEventListener("abort", abort, { once: true });
+  if (signals.some((signal) => signal?.aborted === true)) stop.abort();
+  const queue = new EventQueue<T>(stop.signal);
+  const producer = produce(queue, stop.signal);
+  track(producer);
+  try {
+    yield* queue;
+  } finally {
+    stop.abort();
+    for (const signal of signals) signal?.removeEventListener("abort", abort);
+    await producer;
+  }
+}

@@ -7,7 +7,7 @@
  */
 import { Backoff, sleep } from "../backoff.ts";
 import { ClosedError, isStoreError, StoreError, StoreErrorCode, UnavailableError } from "../errors.ts";
-import { EventQueue } from "../event-queue.ts";
+import { type EventQueue, produceEvents } from "../event-queue.ts";
 import type { HttpStream } from "../http.ts";
 import type { ListResult, Revision, StoreLogger, WatchEvent, WatchOptions } from "../store.ts";
 import {
@@ -52,22 +52,9 @@ export async function* watchPrefix(
   options: WatchOptions,
 ): AsyncGenerator<WatchEvent, void, undefined> {
   if (deps.storeSignal.aborted) throw new ClosedError("etcd");
-  const stop = new AbortController();
-  const abort = () => stop.abort();
-  options.signal?.addEventListener("abort", abort, { once: true });
-  deps.storeSignal.addEventListener("abort", abort, { once: true });
-  if (options.signal?.aborted) stop.abort();
-  const queue = new EventQueue<WatchEvent>(stop.signal);
-  const producer = new PrefixWatch(deps, prefix, options.afterRevision, queue, stop.signal).run();
-  deps.track(producer);
-  try {
-    yield* queue;
-  } finally {
-    stop.abort();
-    options.signal?.removeEventListener("abort", abort);
-    deps.storeSignal.removeEventListener("abort", abort);
-    await producer;
-  }
+  yield* produceEvents<WatchEvent>([options.signal, deps.storeSignal], deps.track, (queue, stop) =>
+    new PrefixWatch(deps, prefix, options.afterRevision, queue, stop).run(),
+  );
 }
 
 class PrefixWatch {
