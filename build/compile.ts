@@ -4,7 +4,9 @@
  *
  *   dist/weft-linux-x64     dist/weft-linux-arm64     dist/SHA256SUMS
  *
- * - Minified; the version is package.json's plus the git commit (WEFT_COMMIT, read by src/cli/version.ts).
+ * - Minified, with JavaScriptCore bytecode precompiled (`--bytecode`): `weft version` starts in about
+ *   20 ms instead of 75 ms, for 4 MB more binary. The version is package.json's plus the git commit
+ *   (WEFT_COMMIT, read by src/cli/version.ts).
  * - The binary ignores a stray .env or bunfig.toml in its working directory (a root daemon must not
  *   pick up configuration from wherever systemd starts it).
  * - linux-arm64 is cross-compiled offline from the Bun runtime that npm ships as
@@ -70,6 +72,8 @@ function compile(arch: "x64" | "arm64", version: string): string {
     "--compile",
     `--target=bun-linux-${arch}`,
     "--minify",
+    "--bytecode",
+    "--format=esm",
     "--no-compile-autoload-dotenv",
     "--no-compile-autoload-bunfig",
     `--define=WEFT_COMMIT=${JSON.stringify(version)}`,

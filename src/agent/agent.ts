@@ -87,6 +87,8 @@ export class Agent implements StatusSource {
   /** Skipped peers already logged, so each is reported once per lease revision. */
   #reported = new Set<string>();
   #signal: AbortSignal = new AbortController().signal;
+  /** Start times (performance.now()) of the route and firewall applies running now. */
+  readonly #running = new Set<number>();
 
   constructor(options: AgentOptions) {
     this.#o = options;
@@ -148,6 +150,28 @@ export class Agent implements StatusSource {
       ]);
     } finally {
       unsubscribe?.();
+    }
+  }
+
+  /**
+   * How long the oldest route or firewall apply still running has been at it, in ms; 0 when none
+   * runs. The systemd watchdog is withheld when this grows past its interval (a hung netlink request
+   * or iptables-restore), so systemd restarts the agent, which keeps routes and lease in place.
+   */
+  busyMs(): number {
+    let oldest = Number.POSITIVE_INFINITY;
+    for (const started of this.#running) oldest = Math.min(oldest, started);
+    return oldest === Number.POSITIVE_INFINITY ? 0 : performance.now() - oldest;
+  }
+
+  async #tracked<T>(work: () => Promise<T>): Promise<T> {
+    let started = performance.now();
+    while (this.#running.has(started)) started += 1e-6;
+    this.#running.add(started);
+    try {
+      return await work();
+    } finally {
+      this.#running.delete(started);
     }
   }
 
@@ -307,7 +331,7 @@ export class Agent implements StatusSource {
     const { metrics, log } = this.#o;
     const started = performance.now();
     try {
-      const result = await this.#routes.apply();
+      const result = await this.#tracked(() => this.#routes.apply());
       const durationMs = performance.now() - started;
       metrics.applySeconds.observe(durationMs / 1000);
       metrics.routes.set(this.#routes.desired.size);
@@ -354,7 +378,8 @@ export class Agent implements StatusSource {
 
   async #applyFirewall(how: "apply" | "ensure"): Promise<void> {
     try {
-      const result = how === "apply" ? await this.#o.firewall.apply() : await this.#o.firewall.ensure();
+      const { firewall } = this.#o;
+      const result = await this.#tracked(() => (how === "apply" ? firewall.apply() : firewall.ensure()));
       this.#o.metrics.firewallApplies.inc({ result: result.changed ? "changed" : "unchanged" });
       if (result.changed)
         this.#o.log.info(how === "apply" ? "installed firewall rules" : "repaired firewall rules", {

@@ -35,6 +35,7 @@ async function waitForConfig(
   store: Store,
   key: string,
   log: Logger,
+  status: (text: string) => void,
   signal: AbortSignal,
 ): Promise<NetworkConfig | undefined> {
   let said = false;
@@ -46,9 +47,11 @@ async function waitForConfig(
         for (const w of warnings) log.warn("network config", { key, warning: w });
         return config;
       }
+      status(`waiting for the network config at ${key} (weft config set < net-conf.json)`);
       if (!said) log.info("waiting for the network config", { key, hint: "weft config set < net-conf.json" });
     } catch (err) {
       if (isWeftError(err)) throw err;
+      status(`cannot read the network config at ${key}: ${errorMessage(err)}; retrying`);
       if (!said) log.warn("cannot read the network config yet; retrying every second", { key, error: err });
     }
     said = true;
@@ -87,7 +90,19 @@ export async function runAgent(
   const log = createLogger({ format: flags.logFormat, level: flags.verbosity >= 2 ? "debug" : "info" });
   for (const w of flags.warnings) log.warn(w);
   const controller = new AbortController();
-  const notifier = new Notifier({ env, pid: process.pid, log });
+  let agent: Agent | undefined;
+  const notifier: Notifier = new Notifier({
+    env,
+    pid: process.pid,
+    log,
+    healthy: () => {
+      const busyMs = agent?.busyMs() ?? 0;
+      const healthy = busyMs < (notifier.watchdogMs ?? Number.POSITIVE_INFINITY);
+      if (!healthy)
+        log.warn("an apply has been running too long; withholding the systemd watchdog", { busyMs });
+      return healthy;
+    },
+  });
   notifier.startWatchdog();
   const statusLine = new StatusThrottle((text) => notifier.status(text));
   const stop = (signal: string) => {
@@ -110,7 +125,7 @@ export async function runAgent(
   try {
     store = storeFromFlags(flags, log);
     const key = configKey(flags.etcdPrefix);
-    const config = await waitForConfig(store, key, log, controller.signal);
+    const config = await waitForConfig(store, key, log, (t) => statusLine.update(t), controller.signal);
     if (config === undefined) return 0;
     if (config.backend.type !== "host-gw") {
       throw new WeftError(
@@ -160,7 +175,7 @@ export async function runAgent(
     });
     monitor = Monitor.open(undefined, { groups: ["route", "link", "addr"] });
     const events: KernelEvents = monitor;
-    const agent = new Agent({
+    const running = new Agent({
       store,
       storeName: flags.store,
       prefix: flags.etcdPrefix,
@@ -180,17 +195,18 @@ export async function runAgent(
       clock: systemClock,
       onChange: () => {
         if (controller.signal.aborted) return;
-        if (agent.readiness().ready) notifier.ready();
-        const { subnet, peers, routes } = agent.summary();
+        if (running.readiness().ready) notifier.ready();
+        const { subnet, peers, routes } = running.summary();
         statusLine.update(statusText(subnet, peers, routes));
       },
     });
     const http =
       flags.healthzPort > 0
-        ? startHttp({ hostname: flags.healthzIp, port: flags.healthzPort, metrics, source: agent })
+        ? startHttp({ hostname: flags.healthzIp, port: flags.healthzPort, metrics, source: running })
         : undefined;
+    agent = running;
     try {
-      await agent.run(controller.signal);
+      await running.run(controller.signal);
     } finally {
       await http?.stop(true);
     }

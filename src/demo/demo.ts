@@ -171,7 +171,24 @@ async function runDemoSteps(segment: Segment, hosts: DemoHost[], db: string): Pr
   void segment;
 }
 
-export async function runDemo(_argv: readonly string[]): Promise<number> {
+const USAGE = `usage: weft demo
+
+Builds seed 000 (host-gw on one L2 segment) in network namespaces it creates: a store namespace and
+three hosts, one weft agent per host on a shared SQLite store, a container namespace behind each
+host's docker0 with FORWARD policy DROP. It prints each host's routes and subnet.env, pings every
+container from every other host, traces one path, and removes everything it made, also on failure
+or Ctrl-C. Needs root and iproute2, iptables, ping and traceroute; the root namespace is not touched.
+`;
+
+export async function runDemo(argv: readonly string[]): Promise<number> {
+  if (argv.includes("-h") || argv.includes("--help")) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (argv.length > 0) {
+    process.stderr.write(`weft demo: unexpected argument "${argv[0]}" (it takes none)\n${USAGE}`);
+    return 2;
+  }
   if (!canUseNetns()) {
     process.stderr.write("weft demo: needs root and iproute2 (it builds hosts in network namespaces)\n");
     return 1;

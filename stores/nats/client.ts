@@ -9,33 +9,14 @@
  * themselves (≥ 2.11.2), per-message TTL plus delete markers that watchers see.
  */
 import { readFileSync } from "node:fs";
-import {
-  JetStreamApiError,
-  type JetStreamClient,
-  type JetStreamManager,
-  jetstream,
-  jetstreamManager,
-  type StreamUpdateConfig,
-} from "@nats-io/jetstream";
-import { Kvm } from "@nats-io/kv";
-import {
-  AuthorizationError,
-  type ConnectionOptions,
-  connect,
-  credsAuthenticator,
-  type NatsConnection,
-  NoRespondersError,
-  nanos,
-  headers as natsHeaders,
-  PermissionViolationError,
-  RequestError,
-  UserAuthenticationExpiredError,
-} from "@nats-io/transport-node";
+import type { JetStreamClient, JetStreamManager, StreamUpdateConfig } from "@nats-io/jetstream";
+import type { ConnectionOptions, NatsConnection } from "@nats-io/transport-node";
 import { Backoff, sleep } from "../backoff.ts";
 import { ClosedError, StoreError, StoreErrorCode, UnavailableError } from "../errors.ts";
 import type { StoreLogger, StoreOptions } from "../store.ts";
 import { Header, hasServerTtl, parseTimestamp, type RawRecord, streamName } from "./codec.ts";
 import { type Feed, type FeedItem, type FeedOptions, openFeed } from "./feed.ts";
+import { loadNatsLib, type NatsLib, nanos } from "./lib.ts";
 import { type Snapshot, takeSnapshot } from "./snapshot.ts";
 
 /** How long the server keeps the marker of an expired key (watchers further behind resync). */
@@ -45,6 +26,7 @@ const WRONG_LAST_SEQUENCE = new Set([10071, 10164]);
 
 /** An open connection and what it learned about the server. */
 export interface Connected {
+  readonly lib: NatsLib;
   readonly nc: NatsConnection;
   readonly js: JetStreamClient;
   readonly jsm: JetStreamManager;
@@ -67,6 +49,8 @@ export class NatsClient {
   #pending: Promise<Connected> | undefined;
   #current: Connected | undefined;
   #closed = false;
+  /** The client libraries, once the first connect loaded them. */
+  #lib: NatsLib | undefined;
   /** False between a disconnect and the reconnect: requests sent then are lost by the client. */
   #online = true;
   readonly #onlineWaiters = new Set<() => void>();
@@ -126,15 +110,17 @@ export class NatsClient {
     headers: readonly (readonly [string, string])[],
     expect: bigint | undefined,
   ): Promise<bigint | "conflict"> {
-    const h = natsHeaders();
-    for (const [name, value] of headers) h.set(name, value);
-    if (expect !== undefined) h.set(Header.ExpectedLastSubjectSequence, expect.toString());
-    return this.#retrying(async ({ js }) => {
+    return this.#retrying(async ({ lib, js }) => {
+      const h = lib.transport.headers();
+      for (const [name, value] of headers) h.set(name, value);
+      if (expect !== undefined) h.set(Header.ExpectedLastSubjectSequence, expect.toString());
       try {
         const ack = await js.publish(subject, data, { headers: h, timeout: this.timeoutMs });
         return BigInt(ack.seq);
       } catch (err) {
-        if (err instanceof JetStreamApiError && WRONG_LAST_SEQUENCE.has(err.code)) return "conflict";
+        if (err instanceof lib.jetstream.JetStreamApiError && WRONG_LAST_SEQUENCE.has(err.code)) {
+          return "conflict";
+        }
         throw err;
       }
     });
@@ -168,7 +154,7 @@ export class NatsClient {
     onItem: (item: FeedItem) => void,
   ): Promise<Feed> {
     const heartbeatMs = options.heartbeatMs ?? HEARTBEAT_MS;
-    return this.#retrying(({ nc, jsm }) => openFeed(nc, jsm, { ...options, heartbeatMs }, onItem));
+    return this.#retrying((connected) => openFeed(connected, { ...options, heartbeatMs }, onItem));
   }
 
   async close(): Promise<void> {
@@ -188,10 +174,14 @@ export class NatsClient {
     if (err instanceof StoreError) return err;
     if (this.#closed) return new ClosedError("nats");
     const message = err instanceof Error ? err.message : String(err);
+    // Before the libraries are loaded nothing can have thrown one of their errors.
+    const t = this.#lib?.transport;
+    const js = this.#lib?.jetstream;
     if (
-      err instanceof AuthorizationError ||
-      err instanceof UserAuthenticationExpiredError ||
-      err instanceof PermissionViolationError ||
+      (t !== undefined &&
+        (err instanceof t.AuthorizationError ||
+          err instanceof t.UserAuthenticationExpiredError ||
+          err instanceof t.PermissionViolationError)) ||
       /authorization violation|permissions violation|authentication/i.test(message)
     ) {
       return new StoreError(
@@ -200,7 +190,7 @@ export class NatsClient {
         { endpoint: this.endpoint, cause: err },
       );
     }
-    if (err instanceof JetStreamApiError) {
+    if (js !== undefined && err instanceof js.JetStreamApiError) {
       if (err.code === 10039) {
         return new UnavailableError(this.endpoint, `JetStream is not enabled for this account: ${message}`, {
           cause: err,
@@ -212,7 +202,7 @@ export class NatsClient {
         { endpoint: this.endpoint, cause: err },
       );
     }
-    if (isNoResponders(err)) {
+    if (isNoResponders(err, this.#lib)) {
       return new UnavailableError(
         this.endpoint,
         `JetStream did not answer (is nats-server running with -js, and stream ${this.stream} available?)`,
@@ -238,16 +228,19 @@ export class NatsClient {
       } catch (err) {
         if (this.#closed) throw new ClosedError("nats");
         const pause = backoff.delay();
-        if (!isNoResponders(err) || performance.now() + pause >= deadline) throw this.fault(err);
+        if (!isNoResponders(err, connected.lib) || performance.now() + pause >= deadline)
+          throw this.fault(err);
         await sleep(pause);
       }
     }
   }
 
   async #connect(): Promise<Connected> {
+    const lib = await loadNatsLib();
+    this.#lib = lib;
     let nc: NatsConnection;
     try {
-      nc = await connect(this.#connectOptions());
+      nc = await lib.transport.connect(this.#connectOptions(lib));
     } catch (err) {
       throw this.fault(err);
     }
@@ -255,11 +248,11 @@ export class NatsClient {
       if (this.#closed) throw new ClosedError("nats");
       const version = nc.info?.version ?? "";
       const serverTtl = hasServerTtl(version);
-      const js = jetstream(nc, { timeout: this.timeoutMs });
-      const jsm = await jetstreamManager(nc, { timeout: this.timeoutMs });
-      await this.#prepareBucket(js, jsm, serverTtl);
+      const js = lib.jetstream.jetstream(nc, { timeout: this.timeoutMs });
+      const jsm = await lib.jetstream.jetstreamManager(nc, { timeout: this.timeoutMs });
+      await this.#prepareBucket(lib, js, jsm, serverTtl);
       if (this.#closed) throw new ClosedError("nats");
-      const connected: Connected = { nc, js, jsm, version, serverTtl };
+      const connected: Connected = { lib, nc, js, jsm, version, serverTtl };
       this.#current = connected;
       this.#logger?.info("nats: connected", {
         endpoint: this.endpoint,
@@ -276,7 +269,7 @@ export class NatsClient {
     }
   }
 
-  #connectOptions(): ConnectionOptions {
+  #connectOptions(lib: NatsLib): ConnectionOptions {
     const o = this.#options;
     const token = o.token ?? process.env.NATS_TOKEN;
     const credsFile = o.credsFile ?? process.env.NATS_CREDS;
@@ -306,15 +299,20 @@ export class NatsClient {
           { cause: err },
         );
       }
-      options.authenticator = credsAuthenticator(creds);
+      options.authenticator = lib.transport.credsAuthenticator(creds);
     }
     if (o.tls !== undefined) options.tls = { ...o.tls };
     return options;
   }
 
   /** Creates the bucket if missing and makes an existing one fit: history 1, TTL and markers if served. */
-  async #prepareBucket(js: JetStreamClient, jsm: JetStreamManager, serverTtl: boolean): Promise<void> {
-    const kvm = new Kvm(js);
+  async #prepareBucket(
+    lib: NatsLib,
+    js: JetStreamClient,
+    jsm: JetStreamManager,
+    serverTtl: boolean,
+  ): Promise<void> {
+    const kvm = new lib.kv.Kvm(js);
     await kvm.create(this.bucket, { history: 1, ...(serverTtl ? { markerTTL: MARKER_TTL_MS } : {}) });
     const { config } = await jsm.streams.info(this.stream);
     const fix: Partial<StreamUpdateConfig> = {};
@@ -392,9 +390,11 @@ export class NatsClient {
 /** Idle heartbeat of every consumer feed; a watch that hears nothing for 3 of them reopens its feed. */
 export const HEARTBEAT_MS = 5_000;
 
-function isNoResponders(err: unknown): boolean {
+function isNoResponders(err: unknown, lib: NatsLib | undefined): boolean {
   if (!(err instanceof Error)) return false;
-  if (err.name === "JetStreamNotEnabled" || err instanceof NoRespondersError) return true;
-  if (err instanceof RequestError && err.isNoResponders()) return true;
-  return err.cause !== undefined && err.cause !== err && isNoResponders(err.cause);
+  if (err.name === "JetStreamNotEnabled") return true;
+  const t = lib?.transport;
+  if (t !== undefined && err instanceof t.NoRespondersError) return true;
+  if (t !== undefined && err instanceof t.RequestError && err.isNoResponders()) return true;
+  return err.cause !== undefined && err.cause !== err && isNoResponders(err.cause, lib);
 }

@@ -16,7 +16,6 @@
  * Clocks: expiry and lock age compare the server's timestamps with the agent's clock, so agents need
  * clocks within about a second of the server's (NTP), as flannel's own lease times assume.
  */
-import { Empty } from "@nats-io/transport-node";
 import { isStoreError, StoreErrorCode } from "../errors.ts";
 import type { StoreLogger } from "../store.ts";
 import type { NatsClient } from "./client.ts";
@@ -35,6 +34,8 @@ export const SWEEP_INTERVAL_MS = 1_000;
 export const LOCK_TTL_MS = 10_000;
 
 const utf8 = new TextEncoder();
+/** The body of a delete marker. */
+const EMPTY = new Uint8Array(0);
 
 export interface SweeperOptions {
   readonly client: NatsClient;
@@ -52,7 +53,7 @@ export function markExpired(
   entry: Extract<Entry, { kind: "put" }>,
   sweeper: string,
 ): Promise<bigint | "conflict"> {
-  return client.publish(subject, Empty, deleteHeaders(sweeper), entry.revision);
+  return client.publish(subject, EMPTY, deleteHeaders(sweeper), entry.revision);
 }
 
 export class Sweeper {

@@ -5,9 +5,11 @@
  * stream sequence, timestamp and pending count from its reply subject. The consumer lives in memory on
  * one replica; `stop()` deletes it (and the server drops it by itself once nobody listens).
  */
-import { AckPolicy, type ConsumerConfig, DeliverPolicy, type JetStreamManager } from "@nats-io/jetstream";
-import { createInbox, type Msg, type NatsConnection, nanos } from "@nats-io/transport-node";
+import type { ConsumerConfig } from "@nats-io/jetstream";
+import type { Msg, NatsConnection } from "@nats-io/transport-node";
+import type { Connected } from "./client.ts";
 import { parseAckSubject, type RawRecord } from "./codec.ts";
+import { nanos } from "./lib.ts";
 
 /** What a feed hands its owner, in delivery order. */
 export type FeedItem =
@@ -38,12 +40,12 @@ export interface Feed {
 
 /** Creates the consumer; `onItem` is called synchronously for every delivery, also before this resolves. */
 export async function openFeed(
-  nc: NatsConnection,
-  jsm: JetStreamManager,
+  { lib, nc, jsm }: Connected,
   options: FeedOptions,
   onItem: (item: FeedItem) => void,
 ): Promise<Feed> {
-  const inbox = createInbox();
+  const { AckPolicy, DeliverPolicy } = lib.jetstream;
+  const inbox = lib.transport.createInbox();
   let stopped = false;
   const sub = nc.subscribe(inbox, {
     callback: (err, msg) => {

@@ -31,3 +31,14 @@ test.skipIf(!canUseNetns())(
   },
   120_000,
 );
+
+test("demo --help prints what it does and changes nothing; an argument is refused by name", async () => {
+  const before = Bun.spawnSync(["ip", "netns", "list"]).stdout.toString();
+  const help = Bun.spawnSync([process.execPath, main, "demo", "--help"]);
+  expect(help.exitCode).toBe(0);
+  expect(help.stdout.toString()).toStartWith("usage: weft demo\n");
+  const bad = Bun.spawnSync([process.execPath, main, "demo", "--hosts=5"]);
+  expect(bad.exitCode).toBe(2);
+  expect(bad.stderr.toString()).toContain('unexpected argument "--hosts=5"');
+  expect(Bun.spawnSync(["ip", "netns", "list"]).stdout.toString()).toBe(before);
+});

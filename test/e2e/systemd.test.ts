@@ -38,6 +38,10 @@ test.skipIf(!canUseNetns())(
       rx.poll();
       expect(agent.log()).toContain("waiting for the network config");
       expect(rx.messages.filter((m) => m === "READY=1")).toEqual([]);
+      // systemctl status shows why it is not ready yet.
+      expect(rx.messages).toContain(
+        `STATUS=waiting for the network config at ${cluster.prefix}/config (weft config set < net-conf.json)`,
+      );
 
       await cluster.writeConfig(SEED_000_CONFIG);
       cluster.startAgent(1);
