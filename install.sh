@@ -209,7 +209,8 @@ Before=docker.service
 # The agent sends READY=1 once its lease is held and the first apply succeeded, then WATCHDOG=1.
 Type=notify
 NotifyAccess=main
-# The agent sends WATCHDOG=1 every WatchdogSec/2 while its event loop runs.
+# The agent sends WATCHDOG=1 every WatchdogSec/2 while its event loop runs and no route or
+# firewall apply has been stuck for longer than that; systemd restarts it otherwise.
 WatchdogSec=30s
 EnvironmentFile=-/etc/weft/weft.env
 ExecStart=/usr/local/bin/weft $WEFT_ARGS

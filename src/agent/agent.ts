@@ -21,12 +21,12 @@ import { subnetsPrefix } from "../lease/lease.ts";
 import { LeaseWatcher } from "../lease/watcher.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
-import { formatCidr } from "../net/ipv4.ts";
+import { formatCidr, type Ipv4Cidr } from "../net/ipv4.ts";
 import { type NetlinkHandle, RTPROT_WEFT } from "../netlink/netlink.ts";
 import type { Route } from "../netlink/types.ts";
 import { RouteTable } from "../reconcile/route-table.ts";
 import { type OwnLease, SubnetManager } from "../subnet/manager.ts";
-import { writeSubnetEnv } from "../subnet/subnet-env.ts";
+import { readSubnetEnv, writeSubnetEnv } from "../subnet/subnet-env.ts";
 import type { ExternalChoice } from "./ext-iface.ts";
 
 /** Kernel change notifications (the netlink monitor, or a fake). */
@@ -120,7 +120,7 @@ export class Agent implements StatusSource {
   async run(signal: AbortSignal): Promise<void> {
     this.#signal = signal;
     const { log } = this.#o;
-    const lease = await this.#manager.acquire(signal);
+    const lease = await this.#manager.acquire(signal, await this.#previousSubnet());
     if (lease === undefined) return;
     await this.#leaseAcquired(lease);
     const unsubscribe = this.#o.events?.subscribe({
@@ -224,6 +224,23 @@ export class Agent implements StatusSource {
       lastApply: this.#lastApply ?? null,
       ready: this.readiness(),
     };
+  }
+
+  /**
+   * The subnet the last subnet.env names (flanneld PR #752): when this host's lease is gone (it expired
+   * while the host was down, or was deleted) that subnet is taken again if still free, so docker's
+   * --bip and the running containers stay valid. A file that cannot be used is reported and ignored.
+   */
+  async #previousSubnet(): Promise<Ipv4Cidr | undefined> {
+    const previous = await readSubnetEnv(this.#o.subnetFile);
+    for (const issue of previous?.ignored ?? []) {
+      this.#o.log.warn("ignoring part of the previous subnet file", {
+        path: this.#o.subnetFile,
+        ...(issue.key === undefined ? {} : { key: issue.key }),
+        reason: issue.reason,
+      });
+    }
+    return previous?.subnet;
   }
 
   async #leaseAcquired(lease: OwnLease): Promise<void> {

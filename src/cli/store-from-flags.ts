@@ -1,6 +1,6 @@
 /** Opens the store the agent's flags name, with their endpoints and credentials. */
 
-import { isStoreName, openStore } from "../../stores/index.ts";
+import { isStoreName, openStore, storeNames } from "../../stores/index.ts";
 import type { Store } from "../../stores/store.ts";
 import type { AgentFlags } from "../config/flags.ts";
 import { WeftError, WeftErrorCode } from "../errors.ts";
@@ -10,7 +10,7 @@ export function storeFromFlags(flags: AgentFlags, log?: Logger): Store {
   if (!isStoreName(flags.store)) {
     throw new WeftError(
       WeftErrorCode.FlagInvalid,
-      `--store=${flags.store}: this build does not include the ${flags.store} driver yet; use etcd, etcd2 or sqlite`,
+      `--store=${flags.store}: unknown store; use one of ${storeNames.join(", ")}`,
       { field: "--store", value: flags.store },
     );
   }

@@ -99,7 +99,7 @@ export function parseBackendConfig(raw: unknown): { backend: BackendConfig; warn
   if (raw === undefined) {
     throw missingField(
       "Backend",
-      'flanneld would fall back to the udp backend, which weft does not implement; set Backend.Type to "host-gw" or "vxlan", e.g. "Backend": {"Type": "vxlan"}',
+      'flanneld would fall back to the udp backend, which weft does not implement; set Backend.Type, e.g. "Backend": {"Type": "host-gw"} (weft runs host-gw; "vxlan" is accepted for flanneld hosts)',
     );
   }
   const object = objectSchema.safeParse(raw);

@@ -110,5 +110,23 @@ for (const store of ["etcd2", "etcd", "consul", "nats", "sqlite"] as ClusterStor
         );
       });
     });
+
+    test(`host-gw ${store} - a host whose lease is gone takes its subnet.env subnet again`, async () => {
+      // Continues the previous case: host 3 is stopped and its lease deleted (as after a 24 h outage).
+      const subnet = cluster.subnetEnv(2).FLANNEL_SUBNET ?? "";
+      expect(subnet).not.toBe("");
+      cluster.startAgent(2);
+      await eventually(
+        "the agent to take the previous subnet",
+        () => cluster.agents.get(2)?.log().includes("rule=previous-subnet") === true,
+      );
+      expect(cluster.subnetEnv(2).FLANNEL_SUBNET).toBe(subnet);
+      const network = subnet.replace(/\.(\d+)\//, (_, last: string) => `.${Number(last) - 1}/`);
+      await eventually("hosts 1 and 2 to route to it again", async () => {
+        const a = await cluster.routes(0);
+        const b = await cluster.routes(1);
+        return a.some((r) => r.startsWith(`${network} `)) && b.some((r) => r.startsWith(`${network} `));
+      });
+    });
   });
 }

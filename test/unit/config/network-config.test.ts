@@ -320,7 +320,7 @@ describe("network config validation", () => {
     const message = rejection('{"Network": "10.5.0.0/16"}', "Backend");
     expect(message).toContain("Backend is missing");
     expect(message).toContain("udp");
-    expect(message).toContain('set Backend.Type to "host-gw" or "vxlan"');
+    expect(message).toContain(`e.g. "Backend": {"Type": "host-gw"}`);
   });
 
   test.each([
