@@ -66,7 +66,7 @@ export class UnixDatagramSocket {
     const { bytes, length } = encodeSockaddrUn(path);
     address.set(bytes);
     buffer.set(data);
-    const n = c.sendto(this.#fd, ptr(buffer), data.length, MSG_NOSIGNAL, ptr(address), length);
+    const n = c.sendto(this.#fd, ptr(buffer), data.length, MSG_NOSIGNAL | MSG_DONTWAIT, ptr(address), length);
     if (Number(n) < 0) fail("sendto", path);
   }
 

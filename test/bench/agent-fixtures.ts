@@ -16,6 +16,12 @@ export const HEALTHZ_PORT = 9810;
 export const PEERS = 1_000;
 /** Joins (and then leaves) in the store-event scenario. */
 export const JOINS = 200;
+/** The memory phase reads the agent's /proc/<pid>/status this long after its spawn. */
+export const MEMORY_AGE_MS = 60_000;
+
+/** What a run measures (WEFT_BENCH_PHASES); "start" always runs, the others need a started agent. */
+export const PHASES = ["start", "events", "repairs", "memory"] as const;
+export type Phase = (typeof PHASES)[number];
 
 /** Network 10.128.0.0/9 in /24s holds 32,768 subnets; the agent's own lease lands in 10.128.x.0. */
 export const NETWORK_CONFIG = JSON.stringify({
@@ -58,6 +64,21 @@ export function joinLease(j: number): Lease {
   return lease(`10.200.${j}.0`, `172.17.110.${1 + j}`);
 }
 
+/** The agent's memory from /proc/<pid>/status (kB there, KiB here: the kernel's "kB" is 1024 bytes). */
+export interface MemoryReading {
+  /** Time since the agent's spawn when /proc was read, ms. */
+  readonly ageMs: number;
+  /** /proc/<pid>/comm of the process read, to show it is the agent itself. */
+  readonly comm: string;
+  readonly vmRssKiB: number;
+  readonly anonKiB: number;
+  readonly fileKiB: number;
+  readonly shmemKiB: number;
+  readonly hwmKiB: number;
+  /** Peer routes (of the 1,000) in the kernel at that moment. */
+  readonly peerRoutes: number;
+}
+
 /** The result the in-namespace driver prints as one JSON line. */
 export interface InsideResult {
   readonly kind: AgentKind;
@@ -67,6 +88,8 @@ export interface InsideResult {
   readonly prewriteMs: number;
   /** Start → /readyz 200, ms; the first entry is the warm-up run. */
   readonly readyMs: number[];
+  /** Start → READY=1 received on NOTIFY_SOCKET, ms; the first entry is the warm-up run. */
+  readonly notifyMs: number[];
   /** Start → the 1,000th peer route seen by the monitor, ms; first entry is the warm-up run. */
   readonly routesMs: number[];
   /** `ip route show proto …` line count for the peer subnets at the end of each run. */
@@ -86,6 +109,29 @@ export interface InsideResult {
   readonly repairTimeoutMs: number;
   /** Netlink monitor overruns seen (each forces a re-list). */
   readonly monitorResyncs: number;
+  /** Read at MEMORY_AGE_MS after the last start, when the memory phase ran. */
+  readonly memory?: MemoryReading;
+}
+
+/** A result with no samples yet. */
+export function emptyResult(kind: AgentKind, repairTimeoutMs: number): InsideResult {
+  return {
+    kind,
+    prewriteMs: Number.NaN,
+    readyMs: [],
+    notifyMs: [],
+    routesMs: [],
+    routesCounted: [],
+    joinMs: [],
+    leaveMs: [],
+    putRttMs: [],
+    repairMs: [],
+    joinMissed: 0,
+    leaveMissed: 0,
+    repairMissed: 0,
+    repairTimeoutMs,
+    monitorResyncs: 0,
+  };
 }
 
 /** etcd v3 through its gRPC-JSON gateway (keys and values base64). */

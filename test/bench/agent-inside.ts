@@ -4,34 +4,46 @@
  * prints one JSON line (`InsideResult`) on stdout; progress goes to stderr.
  *
  * Everything here runs inside the host namespace, on one clock (`performance.now()`): the agent is
- * spawned from here, /readyz is polled from here, store writes go from here to etcd over the segment,
- * and a netlink route monitor (weft's `Monitor`) on this namespace timestamps every route change. It
- * refuses to run in the namespace the benchmark was started in.
+ * spawned from here (directly, so its pid is the agent's) with NOTIFY_SOCKET set to a datagram socket
+ * bound here, /readyz is polled from here, store writes go from here to etcd over the segment, a
+ * netlink route monitor (weft's `Monitor`) on this namespace timestamps every route change, and the
+ * agent's /proc/<pid>/status is read from here. It refuses to run in the namespace the benchmark was
+ * started in.
  */
 import { appendFileSync, closeSync, openSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { RTPROT } from "../../src/netlink/constants.ts";
-import { Monitor } from "../../src/netlink/monitor.ts";
 import { Netlink, RTPROT_WEFT } from "../../src/netlink/netlink.ts";
 import {
   type AgentKind,
   ETCD_ENDPOINT,
   EtcdHttp,
+  emptyResult,
   HEALTHZ_PORT,
   type InsideResult,
   JOINS,
   joinLease,
   LEASE_TTL_SECONDS,
+  type MemoryReading,
   NETWORK_CONFIG,
   PEERS,
+  type Phase,
   peerLease,
 } from "./agent-fixtures.ts";
+import { NotifyListener, readProcMemory } from "./agent-probes.ts";
+import { PeerRouteWatch } from "./agent-route-watch.ts";
 
 export interface InsideArgs {
   readonly kind: AgentKind;
-  /** The agent's argv; the driver adds nothing. */
+  /** The agent's argv; the driver adds nothing (its environment gets NOTIFY_SOCKET). */
   readonly command: readonly string[];
+  /** Path of the datagram socket the driver binds and passes as NOTIFY_SOCKET. */
+  readonly notifySocket: string;
+  /** What to measure after the start runs (which always happen). */
+  readonly phases: readonly Phase[];
+  /** The memory phase reads /proc this long after the last agent's spawn, ms. */
+  readonly memoryAgeMs: number;
   /** This host's namespace name (for `ip -n`) and address on the segment. */
   readonly ns: string;
   readonly address: string;
@@ -63,6 +75,8 @@ if (readlinkSync("/proc/self/ns/net") === args.outerNetns) {
 }
 
 let agent: Subprocess | undefined;
+/** `performance.now()` just before `agent` was spawned. */
+let agentSpawnedAt = Number.NaN;
 let agentLog = "";
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   process.on(signal, () => {
@@ -77,83 +91,9 @@ const peers = Array.from({ length: PEERS }, (_, i) => peerLease(i));
 const expected = new Map(peers.map((p) => [p.dst, p.publicIP]));
 const subnetsPrefix = `${args.prefix}/subnets/`;
 
-// --- kernel view: a netlink route monitor on this namespace --------------------------------------
-
 const nl = Netlink.open();
-/** Peer subnets whose route (right gateway, the agent's protocol) is in the kernel now. */
-const present = new Set<string>();
-interface Waiter {
-  readonly dst: string;
-  readonly action: "new" | "del";
-  resolve(at: number): void;
-}
-const waiters = new Set<Waiter>();
-let onPresentChange: ((at: number) => void) | undefined;
-let monitorResyncs = 0;
-
-async function relist(): Promise<void> {
-  const { items } = await nl.routeList({ protocol });
-  present.clear();
-  for (const r of items) if (r.gateway !== undefined && expected.get(r.dst) === r.gateway) present.add(r.dst);
-  onPresentChange?.(performance.now());
-}
-
-const monitor = Monitor.open(
-  (event) => {
-    const at = performance.now();
-    if (event.type === "resync") {
-      monitorResyncs++;
-      void relist();
-      return;
-    }
-    if (event.type !== "route" || event.route.protocol !== protocol) return;
-    const { route, action } = event;
-    for (const w of waiters) {
-      if (w.dst === route.dst && w.action === action) {
-        waiters.delete(w);
-        w.resolve(at);
-      }
-    }
-    const gateway = expected.get(route.dst);
-    if (gateway === undefined) return;
-    if (action === "new" && route.gateway === gateway) present.add(route.dst);
-    else present.delete(route.dst);
-    onPresentChange?.(at);
-  },
-  { groups: ["route"] },
-);
-
-/** Resolves with the time the monitor saw `action` for `dst`, or undefined after `timeoutMs`. */
-function waitRoute(dst: string, action: "new" | "del", timeoutMs: number): Promise<number | undefined> {
-  return new Promise((resolve) => {
-    const waiter: Waiter = {
-      dst,
-      action,
-      resolve: (at) => {
-        clearTimeout(timer);
-        resolve(at);
-      },
-    };
-    const timer = setTimeout(() => {
-      waiters.delete(waiter);
-      resolve(undefined);
-    }, timeoutMs);
-    waiters.add(waiter);
-  });
-}
-
-/** Resolves with the time the 1,000th peer route appeared. */
-function allPeersPresent(): Promise<number> {
-  return new Promise((resolve) => {
-    onPresentChange = (at) => {
-      if (present.size === PEERS) {
-        onPresentChange = undefined;
-        resolve(at);
-      }
-    };
-    onPresentChange(performance.now());
-  });
-}
+const routes = new PeerRouteWatch(nl, protocol, expected);
+const notify = NotifyListener.bind(args.notifySocket);
 
 // --- the agent -------------------------------------------------------------------------------------
 
@@ -163,7 +103,12 @@ function spawnAgent(label: string): Subprocess {
   appendFileSync(path, `# bench: spawned at ${new Date().toISOString()}\n`);
   const fd = openSync(path, "a");
   try {
-    const proc = Bun.spawn([...args.command], { stdin: "ignore", stdout: fd, stderr: fd });
+    const proc = Bun.spawn([...args.command], {
+      stdin: "ignore",
+      stdout: fd,
+      stderr: fd,
+      env: { ...process.env, NOTIFY_SOCKET: args.notifySocket },
+    });
     appendFileSync(args.pidFile, `${proc.pid}\n`);
     return proc;
   } finally {
@@ -214,18 +159,12 @@ async function pollReady(proc: Subprocess, deadline: number): Promise<number> {
       () => false,
     );
     if (ok) return performance.now();
-    next += 5;
+    next += 1;
     const wait = next - performance.now();
     if (wait > 0) await Bun.sleep(wait);
     else next = performance.now();
   }
   throw new Error(`/readyz did not answer 200 within ${READY_TIMEOUT_MS} ms; log ends:\n${logTail()}`);
-}
-
-function timeout<T>(ms: number, what: string): Promise<T> {
-  return Bun.sleep(ms).then(() => {
-    throw new Error(`timed out after ${ms} ms waiting for ${what}; log ends:\n${logTail()}`);
-  });
 }
 
 /** Back to "a node that never ran an agent", except firewall rules a previous run left. */
@@ -242,8 +181,8 @@ async function resetHost(): Promise<void> {
     if (attrs.PublicIP === args.address) await etcd.del(kv.key);
   }
   rmSync(args.subnetFile, { force: true });
-  await relist();
-  if (present.size !== 0) throw new Error(`${present.size} peer routes left after the flush`);
+  await routes.relist();
+  if (routes.present.size !== 0) throw new Error(`${routes.present.size} peer routes left after the flush`);
 }
 
 async function countRoutes(): Promise<number> {
@@ -280,31 +219,71 @@ async function prewrite(): Promise<number> {
   return performance.now() - t0;
 }
 
-async function startRun(label: string): Promise<{ ready: number; routes: number; counted: number }> {
+interface StartTimes {
+  readonly ready: number;
+  readonly notify: number;
+  readonly routes: number;
+  readonly counted: number;
+}
+
+async function startRun(label: string): Promise<StartTimes> {
   await resetHost();
-  const routesDone = allPeersPresent();
+  notify.discard();
+  const routesDone = routes.allPresent();
+  const notified = notify.nextReady();
   const t0 = performance.now();
   const proc = spawnAgent(label);
   agent = proc;
+  agentSpawnedAt = t0;
   const deadline = t0 + READY_TIMEOUT_MS;
-  const died = exitWatch(proc);
-  died.catch(() => undefined);
-  const [readyAt, routesAt] = await Promise.race([
+  const [readyAt, notifyAt, routesAt] = await untilExit(
+    proc,
     Promise.all([
       pollReady(proc, deadline),
-      Promise.race([routesDone, timeout<number>(READY_TIMEOUT_MS, `all ${PEERS} routes`)]),
+      withTimeout(notified, "READY=1 on NOTIFY_SOCKET"),
+      withTimeout(routesDone, `all ${PEERS} routes`),
     ]),
-    died,
-  ]);
+  );
   const counted = await countRoutes();
-  return { ready: readyAt - t0, routes: routesAt - t0, counted };
+  return { ready: readyAt - t0, notify: notifyAt - t0, routes: routesAt - t0, counted };
+}
+
+/** `promise`, or a rejection after READY_TIMEOUT_MS naming `what`; the timer ends with the race. */
+function withTimeout<T>(promise: Promise<T>, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      reject(
+        new Error(`timed out after ${READY_TIMEOUT_MS} ms waiting for ${what}; log ends:\n${logTail()}`),
+      );
+    }, READY_TIMEOUT_MS);
+  });
+  return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
+}
+
+/** `work`, or a rejection saying the agent exited before it was done. */
+function untilExit<T>(proc: Subprocess, work: Promise<T>): Promise<T> {
+  const died = exitWatch(proc);
+  died.catch(() => undefined);
+  return Promise.race([work, died]);
+}
+
+/** The running agent's memory once `args.memoryAgeMs` have passed since its spawn. */
+async function memoryAtAge(): Promise<MemoryReading> {
+  const proc = agent;
+  if (proc === undefined) throw new Error("no agent is running for the memory phase");
+  const wait = agentSpawnedAt + args.memoryAgeMs - performance.now();
+  if (wait > 0) await untilExit(proc, Bun.sleep(wait));
+  const ageMs = performance.now() - agentSpawnedAt;
+  const peerRoutes = routes.present.size;
+  return { ageMs, peerRoutes, ...readProcMemory(proc.pid, args.command[0] ?? "") };
 }
 
 async function joinsAndLeaves(result: Mutable<InsideResult>): Promise<void> {
   const joins = Array.from({ length: JOINS }, (_, j) => joinLease(j));
   for (const l of joins) {
     const leaseId = await etcd.grant(LEASE_TTL_SECONDS);
-    const seen = waitRoute(l.dst, "new", EVENT_TIMEOUT_MS);
+    const seen = routes.waitRoute(l.dst, "new", EVENT_TIMEOUT_MS);
     const t0 = performance.now();
     await etcd.put(`${subnetsPrefix}${l.keyName}`, l.value, leaseId);
     result.putRttMs.push(performance.now() - t0);
@@ -314,7 +293,7 @@ async function joinsAndLeaves(result: Mutable<InsideResult>): Promise<void> {
     await Bun.sleep(2 + Math.random() * 4);
   }
   for (const l of joins) {
-    const seen = waitRoute(l.dst, "del", EVENT_TIMEOUT_MS);
+    const seen = routes.waitRoute(l.dst, "del", EVENT_TIMEOUT_MS);
     const t0 = performance.now();
     await etcd.del(`${subnetsPrefix}${l.keyName}`);
     const at = await seen;
@@ -328,12 +307,12 @@ async function repairs(result: Mutable<InsideResult>): Promise<void> {
   for (let k = 0; k < args.repairs; k++) {
     const p = peers[(k * 37) % PEERS];
     if (p === undefined) continue;
-    if (!present.has(p.dst)) {
+    if (!routes.present.has(p.dst)) {
       // A previous sample timed out and the route has not come back yet: give it the timeout again.
-      if ((await waitRoute(p.dst, "new", args.repairTimeoutMs)) === undefined) continue;
+      if ((await routes.waitRoute(p.dst, "new", args.repairTimeoutMs)) === undefined) continue;
     }
     if (args.repairPhaseMs > 0) await Bun.sleep(Math.random() * args.repairPhaseMs);
-    const back = waitRoute(p.dst, "new", args.repairTimeoutMs);
+    const back = routes.waitRoute(p.dst, "new", args.repairTimeoutMs);
     const t0 = performance.now();
     const { failures } = await nl.routeDelete([{ dst: p.dst, gateway: p.publicIP, protocol }]);
     if (failures.length > 0) throw new Error(`route delete failed: ${failures[0]?.message}`);
@@ -347,22 +326,8 @@ async function repairs(result: Mutable<InsideResult>): Promise<void> {
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
-const result: Mutable<InsideResult> = {
-  kind: args.kind,
-  prewriteMs: Number.NaN,
-  readyMs: [],
-  routesMs: [],
-  routesCounted: [],
-  joinMs: [],
-  leaveMs: [],
-  putRttMs: [],
-  repairMs: [],
-  joinMissed: 0,
-  leaveMissed: 0,
-  repairMissed: 0,
-  repairTimeoutMs: args.repairTimeoutMs,
-  monitorResyncs: 0,
-};
+const result: Mutable<InsideResult> = emptyResult(args.kind, args.repairTimeoutMs);
+const runs = (phase: Phase) => args.phases.includes(phase);
 
 try {
   result.prewriteMs = await prewrite();
@@ -371,23 +336,35 @@ try {
     const label = run === 0 ? "warmup" : `run${run}`;
     const r = await startRun(label);
     result.readyMs.push(r.ready);
+    result.notifyMs.push(r.notify);
     result.routesMs.push(r.routes);
     result.routesCounted.push(r.counted);
     log(
-      `start ${label}: ready ${r.ready.toFixed(1)} ms, ${PEERS} routes ${r.routes.toFixed(1)} ms, ip route counts ${r.counted}`,
+      `start ${label}: ready ${r.ready.toFixed(1)} ms, READY=1 ${r.notify.toFixed(1)} ms, ${PEERS} routes ${r.routes.toFixed(1)} ms, ip route counts ${r.counted}`,
     );
   }
-  await Bun.sleep(500); // let the last start settle before timing single events
-  await joinsAndLeaves(result);
-  log(`joins/leaves done (${result.joinMissed + result.leaveMissed} missed)`);
-  await repairs(result);
-  log(`repairs done (${result.repairMissed} missed)`);
+  if (runs("events") || runs("repairs")) await Bun.sleep(500); // let the last start settle
+  if (runs("events")) {
+    await joinsAndLeaves(result);
+    log(`joins/leaves done (${result.joinMissed + result.leaveMissed} missed)`);
+  }
+  if (runs("repairs")) {
+    await repairs(result);
+    log(`repairs done (${result.repairMissed} missed)`);
+  }
+  if (runs("memory")) {
+    result.memory = await memoryAtAge();
+    log(
+      `memory at ${(result.memory.ageMs / 1000).toFixed(1)} s: VmRSS ${result.memory.vmRssKiB} kB, ${result.memory.peerRoutes} peer routes, status "${notify.lastStatus}"`,
+    );
+  }
 } catch (err) {
   result.error = err instanceof Error ? err.message : String(err);
 } finally {
   await stopAgent();
-  await monitor.close();
+  notify.close();
+  await routes.close();
   await nl.close();
 }
-result.monitorResyncs = monitorResyncs;
+result.monitorResyncs = routes.resyncs;
 console.log(JSON.stringify(result));

@@ -1,6 +1,10 @@
 // The whole agent against flanneld v0.28.9, host-gw on etcd v3, with 1,000 leases in the store.
 //
-//   bun test/bench/agent.bench.ts            (as root; prints a table, asserts nothing)
+//   bun test/bench/agent.bench.ts            (as root; prints two tables, asserts nothing)
+//
+// weft runs as the compiled binary: the script first runs `bun build/compile.ts --only <arch> --out
+// <its tmp dir>/dist` and starts `<tmp>/dist/weft-linux-<arch> --store=etcd …`; when the compile
+// fails it says why and measures `bun src/main.ts` instead (the report says which ran).
 //
 // Setup (all in namespaces this script creates, removed at the end, on failure and on Ctrl-C): one L2
 // segment (src/netns) with a bridge namespace running etcd on 172.17.42.1:2379 and two hosts on the
@@ -8,22 +12,46 @@
 // holding the host-gw config (10.128.0.0/9, /24 subnets) and 1,000 peer leases in flanneld's JSON,
 // every one with its own 24 h etcd lease as flanneld writes them, PublicIPs inside 172.17.0.0/16. The
 // agents run one after the other, never together. For each agent, test/bench/agent-inside.ts runs
-// inside its host namespace (`ip netns exec`) and measures on one clock:
-// 1. start → ready: spawn the agent, poll http://127.0.0.1:<port>/readyz every 5 ms until 200, and
-//    count peer routes with a netlink route monitor (weft's Monitor) until all 1,000 are in the kernel
-//    (then cross-check with `ip route show proto 77|boot`). Before each run the agent is stopped, its
-//    peer routes deleted, its own lease deleted and its subnet file removed, so every run is a new node
-//    joining a 1,000-node cluster (firewall rules of the previous run stay). One warm-up run, then 5.
-// 2. store event → route: with the agent synced, 200 new leases one at a time (etcd lease granted
-//    beforehand, the timed write is the put), then 200 deletes; from just before the write to the
-//    RTM_NEWROUTE / RTM_DELROUTE the monitor sees.
-// 3. drift repair: delete one of the agent's routes with a netlink request (what `ip route del` sends)
-//    and time until the monitor sees it added again; 200 samples for weft, 5 for flanneld whose repair
+// inside its host namespace (`ip netns exec`), spawns the agent itself (so the agent's pid is known)
+// with NOTIFY_SOCKET set to a unix datagram socket it binds, and measures on one clock:
+// 1. start (always runs): spawn the agent and time three things: http://127.0.0.1:<port>/readyz
+//    answering 200 (polled every 1 ms); READY=1 arriving on NOTIFY_SOCKET (sd_notify, polled every
+//    1 ms; flanneld sends it once its backend runs); all 1,000 peer routes in the kernel, counted
+//    with a netlink route monitor (weft's Monitor) and cross-checked with `ip route show proto
+//    77|boot`. Before each run the agent is stopped, its peer routes deleted, its own lease deleted
+//    and its subnet file removed, so every run is a new node joining a 1,000-node cluster (firewall
+//    rules of the previous run stay). One warm-up run, then 5.
+// 2. events: with the agent synced, 200 new leases one at a time (etcd lease granted beforehand, the
+//    timed write is the put), then 200 deletes; from just before the write to the RTM_NEWROUTE /
+//    RTM_DELROUTE the monitor sees.
+// 3. repairs: delete one of the agent's routes with a netlink request (what `ip route del` sends) and
+//    time until the monitor sees it added again; 200 samples for weft, 5 for flanneld whose repair
 //    comes from its 10 s routeCheck loop (a random 0–10 s pause before each delete, 15 s timeout).
+// 4. memory: the last-started agent keeps running until 60 s after its spawn (read at once, with its
+//    real age, when the phases before took longer), then its /proc/<pid>/status gives VmRSS, RssAnon,
+//    RssFile, RssShmem and VmHWM, next to the number of its peer routes in the kernel at that moment.
+//    The second table puts them next to flanneld's, with both binaries' file sizes.
+//
+// Environment:
+//   WEFT_BENCH_WEFT=source      measure `bun src/main.ts` instead of the compiled binary
+//   WEFT_BENCH_PHASES=a,b       which of start,events,repairs,memory to run (default all; start always
+//                               runs), e.g. WEFT_BENCH_PHASES=start,memory for a quick RSS check
+//   WEFT_BENCH_AGENTS=weft      skip flanneld (default weft,flanneld)
+//   WEFT_BENCH_KEEP=1           keep the temporary directory with the agents' logs
 //
 // flanneld comes from build/test-bin.sh (cached in ~/.cache/weft-test-bin); when it cannot be built
-// or run, weft's figures are printed with a line saying why flanneld is missing.
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readlinkSync, rmSync } from "node:fs";
+// or run, weft's figures are printed with a line saying why flanneld is missing, and the other way
+// round when weft fails.
+import {
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
@@ -31,19 +59,23 @@ import { canUseNetns, createSegment, type Host, removeAll, type Segment } from "
 import {
   type AgentKind,
   ETCD_ENDPOINT,
+  emptyResult,
   HEALTHZ_PORT,
   type InsideResult,
-  JOINS,
-  PEERS,
+  MEMORY_AGE_MS,
+  PHASES,
+  type Phase,
   SEGMENT_PREFIX_LEN,
   STORE_IP,
 } from "./agent-fixtures.ts";
 import type { InsideArgs } from "./agent-inside.ts";
-import { percentile, table } from "./stats.ts";
+import { printReport } from "./agent-report.ts";
 
 const ROOT = join(import.meta.dir, "..", "..");
 const MAIN = join(ROOT, "src", "main.ts");
 const INSIDE = join(import.meta.dir, "agent-inside.ts");
+const COMPILE = join(ROOT, "build", "compile.ts");
+const ARCH = process.arch === "arm64" ? "arm64" : "x64";
 const FLANNELD_VERSION = "v0.28.9";
 const START_RUNS = 5;
 const WEFT_REPAIRS = 200;
@@ -53,6 +85,37 @@ const INSIDE_TIMEOUT_MS = 15 * 60_000;
 /** Which agents to measure (`WEFT_BENCH_AGENTS=weft` skips flanneld); WEFT_BENCH_KEEP=1 keeps the logs. */
 const agents = (process.env.WEFT_BENCH_AGENTS ?? "weft,flanneld").split(",");
 const loadavg = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
+const lastLines = (text: string, n: number) => text.trim().split("\n").slice(-n).join(" | ");
+const fileMiB = (path: string) => statSync(path).size / (1024 * 1024);
+
+function usage(problem: string): never {
+  console.error(`agent.bench: ${problem}`);
+  process.exit(2);
+}
+
+/** WEFT_BENCH_PHASES with "start" added: the other phases need a started agent. */
+function phasesFromEnv(): Phase[] {
+  const raw = process.env.WEFT_BENCH_PHASES ?? "";
+  if (raw.trim() === "") return [...PHASES];
+  const names = raw.split(",").map((name) => name.trim());
+  const unknown = names.filter((name) => !PHASES.some((phase) => phase === name));
+  if (unknown.length > 0) {
+    usage(
+      `WEFT_BENCH_PHASES=${raw}: unknown phase "${unknown.join(",")}"; use a comma list of ${PHASES.join(",")}`,
+    );
+  }
+  return PHASES.filter((phase) => phase === "start" || names.includes(phase));
+}
+
+/** WEFT_BENCH_WEFT: "binary" (default) or "source". */
+function weftModeFromEnv(): "binary" | "source" {
+  const raw = process.env.WEFT_BENCH_WEFT ?? "binary";
+  if (raw === "binary" || raw === "source") return raw;
+  return usage(`WEFT_BENCH_WEFT=${raw}: use "binary" (the default) or "source"`);
+}
+
+const phases = phasesFromEnv();
+const weftMode = weftModeFromEnv();
 
 if (!canUseNetns()) {
   console.log("agent.bench: skipped, it needs root and `ip netns` to create its namespaces");
@@ -72,7 +135,7 @@ function locateFlanneld(): { bin: string; note: string } | { missing: string } {
     env: { ...process.env, FLANNELD_VERSION },
   });
   if (build.exitCode !== 0) {
-    const why = build.stderr.toString().trim().split("\n").slice(-6).join(" | ");
+    const why = lastLines(build.stderr.toString(), 6);
     return { missing: `build/test-bin.sh flanneld failed (exit ${build.exitCode}): ${why}` };
   }
   const bin = build.stdout.toString().trim().split("\n").pop() ?? "";
@@ -89,6 +152,48 @@ let segment: Segment | undefined;
 let etcd: Subprocess | undefined;
 let inside: Subprocess | undefined;
 let cleaning: Promise<void> | undefined;
+/** What identifies a weft agent in /proc/<pid>/cmdline: its binary, or src/main.ts. */
+let weftMarker = MAIN;
+
+interface WeftCommand {
+  /** argv up to the flags both agents share. */
+  readonly argv: readonly string[];
+  /** File size of the compiled binary in MiB, when weft runs as one. */
+  readonly binaryMiB?: number;
+  /** How weft runs, for the report. */
+  readonly note: string;
+}
+
+/** The compiled weft binary, built into this run's directory; `bun src/main.ts` when asked or when that fails. */
+function weftCommand(): WeftCommand {
+  const source = [process.execPath, MAIN, "--store=etcd"];
+  if (weftMode === "source")
+    return { argv: source, note: "ran from source (WEFT_BENCH_WEFT=source): bun src/main.ts" };
+  const out = join(dir, "dist");
+  const built = Bun.spawnSync([process.execPath, COMPILE, "--only", ARCH, "--out", out], {
+    cwd: ROOT,
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const binary = join(out, `weft-linux-${ARCH}`);
+  if (built.exitCode !== 0 || !existsSync(binary)) {
+    const why = `build/compile.ts failed (exit ${built.exitCode}): ${lastLines(`${built.stderr}${built.stdout}`, 6)}`;
+    console.error(`agent.bench: ${why}; measuring weft from source instead`);
+    return { argv: source, note: `ran from SOURCE (bun src/main.ts) because ${why}` };
+  }
+  const line =
+    built.stdout
+      .toString()
+      .split("\n")
+      .find((l) => l.startsWith("built ")) ?? `built ${binary}`;
+  console.error(`agent.bench: ${line}`);
+  weftMarker = binary;
+  return {
+    argv: [binary, "--store=etcd"],
+    binaryMiB: fileMiB(binary),
+    note: `ran as the compiled binary: ${line}`,
+  };
+}
 
 /** Stops everything this script started and removes its namespaces; safe to call twice. */
 function cleanup(): Promise<void> {
@@ -104,7 +209,7 @@ function cleanup(): Promise<void> {
       } catch {
         continue; // gone
       }
-      if (cmdline.includes(MAIN) || cmdline.includes("flanneld")) process.kill(Number(pid), "SIGKILL");
+      if (cmdline.includes(weftMarker) || cmdline.includes("flanneld")) process.kill(Number(pid), "SIGKILL");
     }
     etcd?.kill("SIGKILL");
     await etcd?.exited;
@@ -166,7 +271,8 @@ async function startEtcd(seg: Segment): Promise<string> {
   );
 }
 
-async function measure(kind: AgentKind, host: Host, bin: string): Promise<InsideResult> {
+/** Runs the driver for one agent; `argv` is the agent's command up to the flags both share. */
+async function measure(kind: AgentKind, host: Host, argv: readonly string[]): Promise<InsideResult> {
   const prefix = `/weft-bench/${kind}/network`;
   const subnetFile = join(dir, kind, "subnet.env");
   const common = [
@@ -178,12 +284,13 @@ async function measure(kind: AgentKind, host: Host, bin: string): Promise<Inside
     "--healthz-ip=127.0.0.1",
   ];
   const command =
-    kind === "weft"
-      ? [process.execPath, MAIN, "--store=etcd", ...common]
-      : [bin, ...common, "--iptables-forward-rules=true"];
+    kind === "weft" ? [...argv, ...common] : [...argv, ...common, "--iptables-forward-rules=true"];
   const args: InsideArgs = {
     kind,
     command,
+    notifySocket: join(dir, `${kind}-notify.sock`),
+    phases,
+    memoryAgeMs: MEMORY_AGE_MS,
     ns: host.ns.name,
     address: host.address,
     prefix,
@@ -213,23 +320,7 @@ async function measure(kind: AgentKind, host: Host, bin: string): Promise<Inside
 }
 
 function failed(kind: AgentKind, error: string): InsideResult {
-  return {
-    kind,
-    error,
-    prewriteMs: Number.NaN,
-    readyMs: [],
-    routesMs: [],
-    routesCounted: [],
-    joinMs: [],
-    leaveMs: [],
-    putRttMs: [],
-    repairMs: [],
-    joinMissed: 0,
-    leaveMissed: 0,
-    repairMissed: 0,
-    repairTimeoutMs: 0,
-    monitorResyncs: 0,
-  };
+  return { ...emptyResult(kind, 0), error };
 }
 
 const loadBefore = loadavg();
@@ -238,144 +329,34 @@ let etcdVersion = "?";
 let weft: InsideResult | undefined;
 let flannel: InsideResult | undefined;
 let flannelMissing = "missing" in flanneld ? flanneld.missing : undefined;
+let weftRun: WeftCommand | undefined;
 try {
+  weftRun = agents.includes("weft") ? weftCommand() : undefined;
   segment = await createSegment("wab", ["172.17.42.41", "172.17.42.42"], SEGMENT_PREFIX_LEN);
   etcdVersion = await startEtcd(segment);
   const [weftHost, flannelHost] = segment.hosts;
   if (weftHost === undefined || flannelHost === undefined) throw new Error("createSegment returned no hosts");
-  if (agents.includes("weft")) weft = await measure("weft", weftHost, "");
+  if (weftRun !== undefined) weft = await measure("weft", weftHost, weftRun.argv);
   if ("bin" in flanneld) {
-    flannel = await measure("flanneld", flannelHost, flanneld.bin);
+    flannel = await measure("flanneld", flannelHost, [flanneld.bin]);
     if (flannel.error !== undefined) flannelMissing = `flanneld failed during the run: ${flannel.error}`;
   }
 } finally {
   await cleanup();
 }
-const loadAfter = loadavg();
 
-// --- report ----------------------------------------------------------------------------------------
-
-const ms = (v: number) => (Number.isNaN(v) ? "-" : v < 10 ? v.toFixed(2) : v.toFixed(1));
-const measured = (r: InsideResult | undefined, pick: (r: InsideResult) => number[], warmup = false) => {
-  if (r === undefined || r.error !== undefined) return [];
-  return warmup ? pick(r).slice(1) : pick(r);
-};
-interface Row {
-  readonly label: string;
-  readonly weft: number[];
-  readonly flanneld: number[];
-  /** Which upper statistic: "max" for the few start runs, "p99" for the event series. */
-  readonly upper: "max" | "p99";
-  readonly target: string;
-}
-const rows: Row[] = [
-  {
-    label: `start → /readyz 200 (${PEERS.toLocaleString("en")} leases)`,
-    weft: measured(weft, (r) => r.readyMs, true),
-    flanneld: measured(flannel, (r) => r.readyMs, true),
-    upper: "max",
-    target: "≤ 150 ms",
-  },
-  {
-    label: `start → all ${PEERS.toLocaleString("en")} routes in kernel`,
-    weft: measured(weft, (r) => r.routesMs, true),
-    flanneld: measured(flannel, (r) => r.routesMs, true),
-    upper: "max",
-    target: "",
-  },
-  {
-    label: "store put (join) → route added",
-    weft: measured(weft, (r) => r.joinMs),
-    flanneld: measured(flannel, (r) => r.joinMs),
-    upper: "p99",
-    target: "p99 ≤ 20 ms",
-  },
-  {
-    label: "store delete (leave) → route removed",
-    weft: measured(weft, (r) => r.leaveMs),
-    flanneld: measured(flannel, (r) => r.leaveMs),
-    upper: "p99",
-    target: "p99 ≤ 20 ms",
-  },
-  {
-    label: "route deleted → route back",
-    weft: measured(weft, (r) => r.repairMs),
-    flanneld: measured(flannel, (r) => r.repairMs),
-    upper: "p99",
-    target: "p99 ≤ 100 ms",
-  },
-  {
-    label: "(context) store put round trip",
-    weft: measured(weft, (r) => r.putRttMs),
-    flanneld: measured(flannel, (r) => r.putRttMs),
-    upper: "p99",
-    target: "",
-  },
-];
-const stat = (samples: number[], which: "p50" | "max" | "p99") =>
-  samples.length === 0
-    ? Number.NaN
-    : which === "p50"
-      ? percentile(samples, 50)
-      : which === "max"
-        ? Math.max(...samples)
-        : percentile(samples, 99);
-
-console.log(
-  `agent.bench: host-gw, etcd ${etcdVersion} in the segment, Bun ${Bun.version}, ${navigator.hardwareConcurrency} CPUs; flanneld ${
-    flannelMissing === undefined ? FLANNELD_VERSION : "not measured"
-  }`,
-);
-console.log(`load average (1/5/15 min): before ${loadBefore}, after ${loadAfter}`);
-console.log(
-  table(
-    [
-      "measurement (ms)",
-      "n weft/fl",
-      "weft p50",
-      "weft p99|max",
-      "flanneld p50",
-      "flanneld p99|max",
-      "fl/weft p50",
-      "weft target",
-    ],
-    rows.map((row) => {
-      const w50 = stat(row.weft, "p50");
-      const f50 = stat(row.flanneld, "p50");
-      return [
-        row.label,
-        `${row.weft.length}/${row.flanneld.length}`,
-        ms(w50),
-        `${ms(stat(row.weft, row.upper))} ${row.upper}`,
-        ms(f50),
-        row.flanneld.length === 0 ? "-" : `${ms(stat(row.flanneld, row.upper))} ${row.upper}`,
-        Number.isNaN(w50) || Number.isNaN(f50) ? "-" : `${(f50 / w50).toFixed(1)}x`,
-        row.target,
-      ];
-    }),
-  ),
-);
-const notes: string[] = [];
-for (const r of [weft, flannel]) {
-  if (r === undefined) continue;
-  if (r.error !== undefined) {
-    notes.push(`${r.kind}: FAILED: ${r.error}`);
-    continue;
-  }
-  notes.push(
-    `${r.kind}: warm-up start (not in the table) ready ${ms(r.readyMs[0] ?? Number.NaN)} ms, routes ${ms(r.routesMs[0] ?? Number.NaN)} ms; ` +
-      `prewrite of ${PEERS} leases ${ms(r.prewriteMs)} ms; ip route counted ${r.routesCounted.join(",")} peer routes after each start; ` +
-      `missed: ${r.joinMissed} joins, ${r.leaveMissed} leaves (5 s timeout), ${r.repairMissed} repairs (${r.repairTimeoutMs / 1000} s timeout); monitor overruns ${r.monitorResyncs}`,
-  );
-}
-if (flannel !== undefined && flannel.error === undefined) {
-  notes.push(
-    `flanneld repair samples (ms): ${flannel.repairMs.map((v) => v.toFixed(0)).join(", ")} (its routeCheck runs every 10 s; random 0–10 s pause before each delete)`,
-  );
-}
-if (flannelMissing !== undefined) notes.push(`flanneld missing: ${flannelMissing}`);
-else if ("bin" in flanneld && flanneld.note !== "") notes.push(`flanneld build: ${flanneld.note}`);
-notes.push(
-  `joins/leaves: ${JOINS} each, one at a time; ratio column = flanneld p50 / weft p50 (above 1 means weft is faster)`,
-);
-console.log(notes.map((n) => `- ${n}`).join("\n"));
+printReport({
+  etcdVersion,
+  flanneldVersion: FLANNELD_VERSION,
+  loadBefore,
+  loadAfter: loadavg(),
+  phases,
+  startRuns: START_RUNS,
+  weft,
+  flanneld: flannel,
+  weftNote: weftRun?.note ?? `not measured (WEFT_BENCH_AGENTS=${agents.join(",")})`,
+  flanneldMissing: flannelMissing,
+  flanneldBuildNote: "bin" in flanneld ? flanneld.note : "",
+  weftBinaryMiB: weftRun?.binaryMiB,
+  flanneldBinaryMiB: "bin" in flanneld ? fileMiB(flanneld.bin) : undefined,
+});

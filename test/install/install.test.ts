@@ -228,3 +228,65 @@ test("install - --uninstall --purge removes the env file too", async () => {
   expect(r.stderr).toContain(`weft-install: removed ${join(root, ENV)}`);
   expect(files(root)).toEqual([]);
 }, 60_000);
+
+// The path a real host takes: no WEFT_ROOT, systemd running. It runs in a private mount namespace
+// whose /etc, /usr/local/bin and /run are overlays on directories of this test, so the machine's own
+// files are never written; `systemctl` is a stub on PATH that records its arguments.
+const canUnshare =
+  process.getuid?.() === 0 &&
+  Bun.which("unshare") !== null &&
+  readFileSync("/proc/filesystems", "utf8").includes("overlay");
+
+test.skipIf(!canUnshare || existsSync("/usr/local/bin/weft") || existsSync("/etc/weft"))(
+  "install - with systemd running it installs into /, enables and (re)starts the unit; --uninstall disables it",
+  async () => {
+    const dir = join(tmp, "systemd-host");
+    const stubs = join(dir, "bin");
+    mkdirSync(stubs, { recursive: true });
+    const calls = join(dir, "systemctl.log");
+    writeFileSync(join(stubs, "systemctl"), `#!/bin/sh\necho "$*" >> '${calls}'\n`, { mode: 0o755 });
+    const script = `
+      set -eu
+      for d in /etc /usr/local/bin /run; do
+        o="${dir}/overlay$(echo "$d" | tr / _)"
+        mkdir -p "$o/upper" "$o/work"
+        mount -t overlay overlay -o "lowerdir=$d,upperdir=$o/upper,workdir=$o/work" "$d"
+      done
+      mkdir -p /run/systemd/system
+      export PATH="${stubs}:$PATH" WEFT_BASE_URL="${base}"
+      echo "# first" >> "${calls}"
+      curl -fsSL "${base}/install.sh" | sh -s -- ${STORE_FLAGS}
+      /usr/local/bin/weft version
+      echo "# again" >> "${calls}"
+      curl -fsSL "${base}/install.sh" | sh -s -- ${STORE_FLAGS}
+      echo "# uninstall" >> "${calls}"
+      sh "${installer}" --uninstall
+      if [ -e /usr/local/bin/weft ] || [ -e /etc/systemd/system/weft.service ]; then echo left; exit 1; fi
+      test -f /etc/weft/weft.env
+    `;
+    const r = await run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script]);
+    if (r.code !== 0) console.error(r.stdout, r.stderr);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^weft \d+\.\d+\.\d+ /m);
+    expect(r.stderr).toContain("weft-install: weft.service enabled and (re)started");
+    expect(r.stderr).toContain("weft-install: weft.service enabled and running");
+    expect(readFileSync(calls, "utf8").trim().split("\n")).toEqual([
+      "# first",
+      "daemon-reload",
+      "enable weft.service",
+      "restart weft.service",
+      "# again",
+      "daemon-reload",
+      "enable weft.service",
+      "start weft.service",
+      "# uninstall",
+      "disable --now weft.service",
+      "daemon-reload",
+    ]);
+    // Everything went to the overlays: the machine has no weft afterwards.
+    expect(existsSync("/usr/local/bin/weft")).toBe(false);
+    expect(existsSync("/etc/weft")).toBe(false);
+    expect(existsSync(join(dir, "overlay_usr_local_bin", "upper"))).toBe(true);
+  },
+  60_000,
+);

@@ -109,4 +109,25 @@ describe("systemd notify", () => {
     expect(rx.tryRecv()).toBeUndefined();
     rx.close();
   });
+
+  test("systemd - a listener that never reads makes sendto fail, never block the agent", async () => {
+    const { UnixDatagramSocket } = await import("../../src/systemd/unix-dgram.ts");
+    const name = `@weft-test-full-${process.pid}`;
+    const rx = UnixDatagramSocket.open();
+    rx.bind(name);
+    const tx = UnixDatagramSocket.open();
+    const data = new TextEncoder().encode("WATCHDOG=1");
+    let sent = 0;
+    let error: unknown;
+    try {
+      // The queue holds net.unix.max_dgram_qlen datagrams (512 by default); a blocking send would hang here.
+      for (; sent < 100_000; sent++) tx.sendTo(name, data);
+    } catch (err) {
+      error = err;
+    }
+    expect(sent).toBeLessThan(100_000);
+    expect(String(error)).toContain("sendto failed with errno 11");
+    tx.close();
+    rx.close();
+  });
 });
