@@ -11,7 +11,7 @@
  */
 
 import type { Store } from "../../stores/store.ts";
-import { type HostGwState, hostGwRoutes } from "../backend/host-gw.ts";
+import { HostGwTable } from "../backend/host-gw.ts";
 import type { Clock } from "../clock.ts";
 import type { NetworkConfig } from "../config/network-config.ts";
 import type { Firewall } from "../firewall/firewall.ts";
@@ -77,15 +77,18 @@ export class Agent implements StatusSource {
   readonly #manager: SubnetManager;
   readonly #routes: RouteTable;
   readonly #watcher: LeaseWatcher;
-  #state: HostGwState = { routes: new Map(), skipped: [] };
+  /** Desired routes for the current leases; rebuilt when the own subnet changes. */
+  #table: HostGwTable | undefined;
+  /** The own lease key `#table` was built for. */
+  #tableFor: string | undefined;
   #dirty = false;
   #wake: (() => void) | undefined;
   #firstApplyOk = false;
   #firewallOk = false;
   #lastApply: LastApply | undefined;
   #recovering = false;
-  /** Skipped peers already logged, so each is reported once per lease revision. */
-  #reported = new Set<string>();
+  /** Skipped peers already logged (`revision:reason` by lease key), so each is reported once. */
+  readonly #reported = new Map<string, string>();
   #signal: AbortSignal = new AbortController().signal;
   /** Start times (performance.now()) of the route and firewall applies running now. */
   readonly #running = new Set<number>();
@@ -112,7 +115,7 @@ export class Agent implements StatusSource {
       log: options.log,
       metrics: options.metrics,
       clock: options.clock,
-      onChange: (leases) => this.#leasesChanged(leases),
+      onChange: (leases, changedKey) => this.#leasesChanged(leases, changedKey),
     });
   }
 
@@ -186,17 +189,21 @@ export class Agent implements StatusSource {
   /** The own subnet and peer/route counts (the systemd STATUS= line). */
   summary(): { subnet: string | undefined; peers: number; routes: number } {
     const lease = this.#manager.lease;
-    const peers = [...this.#watcher.leases.values()].filter((l) => l.key !== lease?.key).length;
+    const leases = this.#watcher.leases;
+    const own = lease !== undefined && leases.has(lease.key) ? 1 : 0;
     return {
       subnet: lease === undefined ? undefined : formatCidr(lease.subnet),
-      peers,
-      routes: this.#state.routes.size,
+      peers: leases.size - own,
+      routes: this.#table?.routes.size ?? 0,
     };
   }
 
   status(): unknown {
     const lease = this.#manager.lease;
-    const peers = [...this.#watcher.leases.values()].filter((l) => l.key !== lease?.key);
+    const peers = [...this.#watcher.leases.values()]
+      .filter((l) => l.key !== lease?.key)
+      .sort((a, b) => a.subnet.ip - b.subnet.ip);
+    const routes = this.#table?.routes;
     return {
       store: this.#o.storeName,
       prefix: this.#o.prefix,
@@ -217,10 +224,10 @@ export class Agent implements StatusSource {
         subnet: p.subnetText,
         publicIP: p.publicIP,
         backend: p.backendType,
-        route: this.#state.routes.has(p.subnetText),
-        skipped: this.#state.skipped.find((s) => s.lease.key === p.key)?.detail ?? null,
+        route: routes?.has(p.subnetText) ?? false,
+        skipped: this.#table?.skipped.get(p.key)?.detail ?? null,
       })),
-      routes: this.#state.routes.size,
+      routes: routes?.size ?? 0,
       lastApply: this.#lastApply ?? null,
       ready: this.readiness(),
     };
@@ -266,7 +273,7 @@ export class Agent implements StatusSource {
     this.#o.metrics.ready.set(0);
   }
 
-  #leasesChanged(leases: ReadonlyMap<string, Lease>): void {
+  #leasesChanged(leases: ReadonlyMap<string, Lease>, changedKey: string | undefined): void {
     this.#o.metrics.peers.set(Math.max(0, leases.size - 1));
     if (this.#watcher.synced && !this.#recovering && this.#manager.lost(leases, this.#watcher.revision)) {
       this.#recovering = true;
@@ -280,31 +287,57 @@ export class Agent implements StatusSource {
           this.#recovering = false;
         });
     }
-    this.#recompute();
+    if (changedKey === undefined) this.#recompute();
+    else this.#recomputeOne(changedKey);
   }
 
+  /** Rebuilds the desired routes from every lease (start, a new own subnet, a resync). */
   #recompute(): void {
     const lease = this.#manager.lease;
     if (lease === undefined) return;
-    this.#state = hostGwRoutes({
-      leases: this.#watcher.leases.values(),
-      ownSubnet: lease.subnet,
-      ext: this.#o.external.ext,
-      protocol: RTPROT_WEFT,
-    });
-    const unreachable = this.#state.skipped.filter((s) => s.reason === "unreachable");
-    this.#o.metrics.peersUnreachable.set(unreachable.length);
-    const reported = new Set<string>();
-    for (const s of this.#state.skipped) {
-      const id = `${s.lease.key}@${s.lease.revision}:${s.reason}`;
-      reported.add(id);
-      if (this.#reported.has(id)) continue;
-      const fields = { subnet: s.lease.subnetText, peer: s.lease.publicIP, reason: s.detail };
-      if (s.reason === "unreachable") this.#o.log.warn("peer gets no route: not directly reachable", fields);
-      else this.#o.log.info("peer gets no route", fields);
+    const ctx = { ownSubnet: lease.subnet, ext: this.#o.external.ext, protocol: RTPROT_WEFT };
+    const table = new HostGwTable(ctx, this.#watcher.leases.values());
+    this.#table = table;
+    this.#tableFor = lease.key;
+    for (const key of this.#reported.keys()) if (!table.skipped.has(key)) this.#reported.delete(key);
+    for (const key of table.skipped.keys()) this.#reportSkipped(key);
+    this.#routes.setDesired(table.routes);
+    this.#desiredChanged();
+  }
+
+  /** Updates the desired routes for one changed lease: O(1) per store event. */
+  #recomputeOne(key: string): void {
+    const table = this.#table;
+    if (table === undefined || this.#tableFor !== this.#manager.lease?.key) {
+      this.#recompute();
+      return;
     }
-    this.#reported = reported;
-    this.#routes.setDesired(this.#state.routes);
+    for (const [dst, route] of table.update(key, this.#watcher.leases.get(key))) {
+      this.#routes.setDesiredRoute(dst, route);
+    }
+    this.#reportSkipped(key);
+    this.#desiredChanged();
+  }
+
+  #reportSkipped(key: string): void {
+    const skipped = this.#table?.skipped.get(key);
+    if (skipped === undefined) {
+      this.#reported.delete(key);
+      return;
+    }
+    const { lease, reason, detail } = skipped;
+    const id = `${lease.revision}:${reason}`;
+    if (this.#reported.get(key) === id) return;
+    this.#reported.set(key, id);
+    const fields = { subnet: lease.subnetText, peer: lease.publicIP, reason: detail };
+    if (reason === "unreachable") this.#o.log.warn("peer gets no route: not directly reachable", fields);
+    else this.#o.log.info("peer gets no route", fields);
+  }
+
+  #desiredChanged(): void {
+    let unreachable = 0;
+    for (const s of this.#table?.skipped.values() ?? []) if (s.reason === "unreachable") unreachable++;
+    this.#o.metrics.peersUnreachable.set(unreachable);
     if (this.#watcher.synced) this.#routes.allowSweep();
     this.#kick();
   }

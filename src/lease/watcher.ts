@@ -2,7 +2,15 @@
  * The lease watcher: one list of `<prefix>/subnets/`, then one watch from that revision, folded into
  * the current set of valid leases (own lease included). Resync snapshots replace the set (mark and
  * sweep). Consumers get the whole set on every change — level-triggered, so a missed or coalesced
- * event can never leave them with a partial picture.
+ * event can never leave them with a partial picture — plus the one key that changed, when only one
+ * did, so they can update in O(1) instead of recomputing from the whole set.
+ *
+ * A single put or delete is folded in without revalidating every lease when it cannot change which
+ * leases win an overlap: all leases share one prefix length before and after (then two leases overlap
+ * only when their subnets are equal) and neither the old nor the new subnet of the key is claimed by
+ * another key.
+ * Anything else (mixed prefix lengths, an overlap appearing or going away) revalidates the whole set,
+ * which gives the same answer by construction.
  *
  * Invalid entries (garbage JSON, a PublicIP that is no IP, a subnet outside the network or overlapping
  * another) are dropped with one warning per key and revision and counted in a metric; they never stop
@@ -25,16 +33,23 @@ export interface LeaseWatcherOptions {
   readonly log: Logger;
   readonly metrics: Metrics;
   readonly clock: Clock;
-  /** Called after every change with the full set of valid leases, keyed by store key. */
-  readonly onChange: (leases: ReadonlyMap<string, Lease>) => void;
+  /**
+   * Called after every change with the full set of valid leases, keyed by store key, and the one key
+   * whose lease changed (added, replaced or removed), or undefined when the whole set may differ.
+   */
+  readonly onChange: (leases: ReadonlyMap<string, Lease>, changedKey: string | undefined) => void;
 }
 
 export class LeaseWatcher {
   readonly #o: LeaseWatcherOptions;
   /** Every entry under the prefix as last seen, valid or not. */
   readonly #raw = new Map<string, KeyValue>();
-  #leases: ReadonlyMap<string, Lease> = new Map();
+  #leases = new Map<string, Lease>();
   readonly #parsed = new Map<string, { revision: Revision; result: LeaseParse }>();
+  /** Keys of the leases that parsed, by subnet (`10.5.1.0/24`): more than one key is an overlap. */
+  readonly #bySubnet = new Map<string, Set<string>>();
+  /** How many parsed leases have each prefix length. */
+  readonly #lengths = new Map<number, number>();
   readonly #warned = new Set<string>();
   #synced = false;
   #revision: Revision = 0n;
@@ -92,7 +107,7 @@ export class LeaseWatcher {
     for (const kv of entries) this.#raw.set(kv.key, kv);
     this.#synced = true;
     this.#revision = revision;
-    this.#publish();
+    this.#publishAll();
     return revision;
   }
 
@@ -101,23 +116,81 @@ export class LeaseWatcher {
       if (event.type === "put") {
         this.#raw.set(event.kv.key, event.kv);
         this.#revision = event.kv.revision;
+        this.#publishOne(event.kv.key);
       } else if (event.type === "delete") {
         this.#raw.delete(event.key);
         this.#revision = event.revision;
+        this.#publishOne(event.key);
       } else {
         this.#revision = event.revision;
         this.#o.metrics.watchResyncs.inc({ cause: event.cause });
         this.#o.log.info("lease watch resynced", { cause: event.cause, leases: event.entries.length });
         this.#raw.clear();
         for (const kv of event.entries) this.#raw.set(kv.key, kv);
+        this.#publishAll();
       }
-      this.#publish();
     }
   }
 
-  #publish(): void {
+  #publishAll(): void {
     this.#leases = this.#validate();
-    this.#o.onChange(this.#leases);
+    this.#o.onChange(this.#leases, undefined);
+  }
+
+  /** Folds in the change of one key (see the top of this file for when that falls back to all). */
+  #publishOne(key: string): void {
+    // With mixed prefix lengths a lease can hide a smaller one; its change may bring that one back.
+    const uniformBefore = this.#lengths.size <= 1;
+    const before = this.#parsed.get(key)?.result;
+    const kv = this.#raw.get(key);
+    const after = kv === undefined ? undefined : this.#parse(kv);
+    if (kv === undefined) this.#parsed.delete(key);
+    const old = before?.ok === true ? before.lease : undefined;
+    const now = after?.ok === true ? after.lease : undefined;
+    if (old !== undefined) this.#unindex(old);
+    if (now !== undefined) this.#index(now);
+    const clear =
+      uniformBefore &&
+      this.#lengths.size <= 1 &&
+      (old === undefined || !this.#bySubnet.has(old.subnetText) || old.subnetText === now?.subnetText) &&
+      (now === undefined || this.#bySubnet.get(now.subnetText)?.size === 1);
+    if (!clear) {
+      this.#publishAll();
+      return;
+    }
+    if (now === undefined) this.#leases.delete(key);
+    else this.#leases.set(key, now);
+    this.#o.onChange(this.#leases, key);
+  }
+
+  /** Parses one entry, cached per key and revision; an unusable one is warned about once. */
+  #parse(kv: KeyValue): LeaseParse {
+    const cached = this.#parsed.get(kv.key);
+    const parsed =
+      cached !== undefined && cached.revision === kv.revision
+        ? cached.result
+        : parseLease(kv, this.#o.network);
+    this.#parsed.set(kv.key, { revision: kv.revision, result: parsed });
+    if (!parsed.ok) this.#reject(kv, parsed.rule, parsed.reason);
+    return parsed;
+  }
+
+  #index(lease: Lease): void {
+    const keys = this.#bySubnet.get(lease.subnetText);
+    if (keys === undefined) this.#bySubnet.set(lease.subnetText, new Set([lease.key]));
+    else keys.add(lease.key);
+    const len = lease.subnet.prefixLen;
+    this.#lengths.set(len, (this.#lengths.get(len) ?? 0) + 1);
+  }
+
+  #unindex(lease: Lease): void {
+    const keys = this.#bySubnet.get(lease.subnetText);
+    keys?.delete(lease.key);
+    if (keys?.size === 0) this.#bySubnet.delete(lease.subnetText);
+    const len = lease.subnet.prefixLen;
+    const count = (this.#lengths.get(len) ?? 0) - 1;
+    if (count > 0) this.#lengths.set(len, count);
+    else this.#lengths.delete(len);
   }
 
   /**
@@ -126,15 +199,13 @@ export class LeaseWatcher {
    */
   #validate(): Map<string, Lease> {
     const candidates: Lease[] = [];
+    this.#bySubnet.clear();
+    this.#lengths.clear();
     for (const kv of this.#raw.values()) {
-      const cached = this.#parsed.get(kv.key);
-      const parsed =
-        cached !== undefined && cached.revision === kv.revision
-          ? cached.result
-          : parseLease(kv, this.#o.network);
-      this.#parsed.set(kv.key, { revision: kv.revision, result: parsed });
-      if (parsed.ok) candidates.push(parsed.lease);
-      else this.#reject(kv, parsed.rule, parsed.reason);
+      const parsed = this.#parse(kv);
+      if (!parsed.ok) continue;
+      candidates.push(parsed.lease);
+      this.#index(parsed.lease);
     }
     for (const key of this.#parsed.keys()) if (!this.#raw.has(key)) this.#parsed.delete(key);
     candidates.sort(

@@ -63,6 +63,11 @@ export class RouteTable {
     this.#routes.setDesired(routes);
   }
 
+  /** Changes one desired route (undefined: no longer wanted). Touches only memory. */
+  setDesiredRoute(dst: string, route: Route | undefined): void {
+    this.#routes.setDesiredEntry(dst, route);
+  }
+
   /** Permits deleting owned routes that are not desired; call once the first full store list is in. */
   allowSweep(): void {
     this.#sweep = true;
