@@ -125,7 +125,9 @@ export class Agent implements StatusSource {
     const { log } = this.#o;
     const lease = await this.#manager.acquire(signal, await this.#previousSubnet());
     if (lease === undefined) return;
-    await this.#leaseAcquired(lease);
+    await this.#publishLease(lease);
+    // The first firewall transaction runs alongside the first route apply; readiness waits for both.
+    const firstFirewall = this.#applyFirewall("apply");
     const unsubscribe = this.#o.events?.subscribe({
       route: (route, deleted) => {
         if (this.#routes.noteKernelChange(route, deleted)) {
@@ -142,6 +144,7 @@ export class Agent implements StatusSource {
     });
     try {
       await Promise.all([
+        firstFirewall,
         this.#watcher.run(signal, this.#manager.listed),
         this.#applyLoop(signal),
         this.#firewallLoop(signal),
@@ -250,7 +253,14 @@ export class Agent implements StatusSource {
     return previous?.subnet;
   }
 
+  /** A (re-)acquired lease: subnet.env, then the firewall rules and routes for it. */
   async #leaseAcquired(lease: OwnLease): Promise<void> {
+    await this.#publishLease(lease);
+    await this.#applyFirewall("apply");
+  }
+
+  /** Writes subnet.env and sets the firewall rules and routes the lease asks for (memory only). */
+  async #publishLease(lease: OwnLease): Promise<void> {
     const { config, log } = this.#o;
     await writeSubnetEnv(this.#o.subnetFile, {
       network: config.network,
@@ -265,7 +275,6 @@ export class Agent implements StatusSource {
       ipMasq: this.#o.ipMasq,
       forwardRules: this.#o.forwardRules,
     });
-    await this.#applyFirewall("apply");
     this.#recompute();
   }
 

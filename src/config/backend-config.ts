@@ -5,7 +5,7 @@
  * default 8472, MTU = the external interface MTU when absent).
  */
 
-import { z } from "zod";
+import { z } from "zod/mini";
 import { fromZodIssue, invalidField, missingField } from "./config-error.ts";
 import { matchFields } from "./json-fields.ts";
 
@@ -66,28 +66,29 @@ type BackendField = (typeof BACKEND_FIELDS)[number];
 const VXLAN_FIELDS: readonly BackendField[] = ["VNI", "Port", "GBP", "DirectRouting", "MTU", "Learning"];
 const WINDOWS_FIELDS: readonly BackendField[] = ["MacPrefix", "Name"];
 
-const whole = (rule: string) => z.number({ error: rule }).int({ error: rule });
-const flag = z.boolean({ error: "must be true or false" });
+/** An optional whole number within [min, max], with `type` when it is no whole number at all. */
+const whole = (type: string, min: number, max: number, range: string) =>
+  z.optional(
+    z.int({ error: type }).check(z.minimum(min, { error: range }), z.maximum(max, { error: range })),
+  );
+const flag = z.optional(z.boolean({ error: "must be true or false" }));
+const text = z.optional(z.string({ error: "must be a string" }));
 
 const backendSchema = z.object({
-  Type: z.string({ error: 'must be a string: "host-gw" or "vxlan"' }).optional(),
-  VNI: whole("must be a whole number 0..16777215")
-    .min(0, { error: "must be between 0 and 16777215" })
-    .max(16_777_215, { error: "must be between 0 and 16777215" })
-    .optional(),
-  Port: whole("must be a whole number 0..65535")
-    .min(0, { error: "must be between 0 and 65535 (0 = kernel default 8472)" })
-    .max(65_535, { error: "must be between 0 and 65535 (0 = kernel default 8472)" })
-    .optional(),
-  MTU: whole("must be a whole number 68..65535")
-    .min(68, { error: "must be between 68 and 65535" })
-    .max(65_535, { error: "must be between 68 and 65535" })
-    .optional(),
-  GBP: flag.optional(),
-  DirectRouting: flag.optional(),
-  Learning: flag.optional(),
-  MacPrefix: z.string({ error: "must be a string" }).optional(),
-  Name: z.string({ error: "must be a string" }).optional(),
+  Type: z.optional(z.string({ error: 'must be a string: "host-gw" or "vxlan"' })),
+  VNI: whole("must be a whole number 0..16777215", 0, 16_777_215, "must be between 0 and 16777215"),
+  Port: whole(
+    "must be a whole number 0..65535",
+    0,
+    65_535,
+    "must be between 0 and 65535 (0 = kernel default 8472)",
+  ),
+  MTU: whole("must be a whole number 68..65535", 68, 65_535, "must be between 68 and 65535"),
+  GBP: flag,
+  DirectRouting: flag,
+  Learning: flag,
+  MacPrefix: text,
+  Name: text,
 });
 
 const objectSchema = z.record(z.string(), z.unknown(), {

@@ -4,7 +4,7 @@
  * is refused.
  */
 
-import type { z } from "zod";
+import type { z } from "zod/mini";
 import { WeftError, WeftErrorCode } from "../errors.ts";
 
 /** `42` → `42`, `"10.5.0.0/16"` → `"10.5.0.0/16"`, `{…}` → compact JSON, cut at 60 characters. */
@@ -30,7 +30,7 @@ export function missingField(field: string, rule: string): WeftError {
 }
 
 /** CONFIG_INVALID for the first issue zod found, naming the field path and the value at it. */
-export function fromZodIssue(error: z.ZodError, input: unknown, prefix = ""): WeftError {
+export function fromZodIssue(error: z.core.$ZodError, input: unknown, prefix = ""): WeftError {
   const issue = error.issues[0];
   if (issue === undefined) return invalidField(prefix || "config", input, "is not valid");
   let value: unknown = input;

@@ -14,7 +14,7 @@
  */
 
 import { isIPv6 } from "node:net";
-import { z } from "zod";
+import { z } from "zod/mini";
 import { WeftError, WeftErrorCode } from "../errors.ts";
 import {
   blockSize,
@@ -79,28 +79,27 @@ const FIELDS = [
   "Backend",
 ] as const;
 
-const flag = z.boolean({ error: "must be true or false" });
+const flag = z.optional(z.boolean({ error: "must be true or false" }));
 /** Ranges that depend on the Network are checked after the types; here only "a whole number ≥ 0". */
 const prefixLength = z
-  .number({ error: "must be a whole number" })
   .int({ error: "must be a whole number" })
-  .min(0, { error: "must not be negative" });
-const address4 = z.string({ error: 'must be an IPv4 address string like "10.5.1.0"' });
-const address6 = z.string({ error: 'must be an IPv6 address string like "fd00:42::"' });
+  .check(z.minimum(0, { error: "must not be negative" }));
+const address4 = z.optional(z.string({ error: 'must be an IPv4 address string like "10.5.1.0"' }));
+const address6 = z.optional(z.string({ error: 'must be an IPv6 address string like "fd00:42::"' }));
 
 const topSchema = z.object({
-  Network: z.string({ error: 'must be a CIDR string like "10.5.0.0/16"' }).optional(),
-  SubnetLen: prefixLength.optional(),
-  SubnetMin: address4.optional(),
-  SubnetMax: address4.optional(),
-  EnableIPv4: flag.optional(),
-  EnableIPv6: flag.optional(),
-  IPv6Network: z.string({ error: 'must be an IPv6 CIDR string like "fd00:42::/56"' }).optional(),
-  IPv6SubnetLen: prefixLength.max(128, { error: "must be between 0 and 128" }).optional(),
-  IPv6SubnetMin: address6.optional(),
-  IPv6SubnetMax: address6.optional(),
-  EnableNFTables: flag.optional(),
-  Backend: z.unknown().optional(),
+  Network: z.optional(z.string({ error: 'must be a CIDR string like "10.5.0.0/16"' })),
+  SubnetLen: z.optional(prefixLength),
+  SubnetMin: address4,
+  SubnetMax: address4,
+  EnableIPv4: flag,
+  EnableIPv6: flag,
+  IPv6Network: z.optional(z.string({ error: 'must be an IPv6 CIDR string like "fd00:42::/56"' })),
+  IPv6SubnetLen: z.optional(prefixLength.check(z.maximum(128, { error: "must be between 0 and 128" }))),
+  IPv6SubnetMin: address6,
+  IPv6SubnetMax: address6,
+  EnableNFTables: flag,
+  Backend: z.optional(z.unknown()),
 });
 type TopFields = z.infer<typeof topSchema>;
 
