@@ -25,7 +25,8 @@ export interface KeyValue {
   readonly expires: boolean;
   /**
    * Seconds left before the key expires, when the driver knows it without an extra round trip per key
-   * (etcd v2 and SQLite always; etcd v3 on writes, renewals and watch events). Absent otherwise.
+   * (etcd v2 and SQLite always; etcd v3 on writes, renewals and watch events unless the watch asked for
+   * no details). Absent otherwise.
    */
   readonly ttlSeconds?: number | undefined;
 }
@@ -56,8 +57,11 @@ export interface DeleteOptions {
   readonly expectRevision?: Revision | undefined;
 }
 
-/** Why a key disappeared. */
-export type DeleteReason = "deleted" | "expired";
+/**
+ * Why a key disappeared. "unknown" only when the watch was opened with `details: false` and the
+ * driver would have needed a round trip to tell (etcd v3: a key with a lease).
+ */
+export type DeleteReason = "deleted" | "expired" | "unknown";
 
 /** Why a watch delivered a full snapshot instead of the next change. */
 export type ResyncCause =
@@ -95,6 +99,12 @@ export interface WatchOptions {
   readonly afterRevision: Revision;
   /** Aborting ends the iteration normally (the loop just finishes). */
   readonly signal?: AbortSignal | undefined;
+  /**
+   * False when the caller needs neither `ttlSeconds` on puts nor the reason of a delete: a driver
+   * that would spend a round trip per event on them (etcd v3's lease lookups) delivers the event
+   * at once instead, without `ttlSeconds` and with reason "unknown". Default true.
+   */
+  readonly details?: boolean | undefined;
 }
 
 /** What a driver can do natively; the agent adapts (e.g. sweeping) where a store cannot. */

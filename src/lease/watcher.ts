@@ -112,7 +112,9 @@ export class LeaseWatcher {
   }
 
   async #watch(after: Revision, signal: AbortSignal): Promise<void> {
-    for await (const event of this.#o.store.watch(this.#o.prefix, { afterRevision: after, signal })) {
+    // Neither TTLs of peers' leases nor why a lease went away matter here: no lookups per event.
+    const options = { afterRevision: after, signal, details: false };
+    for await (const event of this.#o.store.watch(this.#o.prefix, options)) {
       if (event.type === "put") {
         this.#raw.set(event.kv.key, event.kv);
         this.#revision = event.kv.revision;

@@ -53,7 +53,7 @@ export async function* watchPrefix(
 ): AsyncGenerator<WatchEvent, void, undefined> {
   if (deps.storeSignal.aborted) throw new ClosedError("etcd");
   yield* produceEvents<WatchEvent>([options.signal, deps.storeSignal], deps.track, (queue, stop) =>
-    new PrefixWatch(deps, prefix, options.afterRevision, queue, stop).run(),
+    new PrefixWatch(deps, prefix, options.afterRevision, options.details ?? true, queue, stop).run(),
   );
 }
 
@@ -66,17 +66,21 @@ class PrefixWatch {
   /** Every change up to this revision has been delivered (or is known not to exist). */
   #last: Revision;
   #mustResync = false;
+  /** Look leases up for a put's TTL and a delete's reason (WatchOptions.details). */
+  readonly #details: boolean;
 
   constructor(
     deps: WatchDeps,
     prefix: string,
     after: Revision,
+    details: boolean,
     queue: EventQueue<WatchEvent>,
     signal: AbortSignal,
   ) {
     this.#deps = deps;
     this.#prefix = prefix;
     this.#last = after;
+    this.#details = details;
     this.#queue = queue;
     this.#signal = signal;
   }
@@ -250,7 +254,8 @@ class PrefixWatch {
 
   /**
    * Queues the events newer than `#last`, after looking up what they need: the TTL left on a put's
-   * lease, and for a delete whether its lease is gone (then the key expired).
+   * lease, and for a delete whether its lease is gone (then the key expired). Without details only
+   * TTLs known without a round trip are filled in, and a delete with a lease has reason "unknown".
    */
   async #deliver(events: readonly EtcdEvent[]): Promise<void> {
     const fresh = events.filter((e) => e.kv.modRevision > this.#last);
@@ -264,11 +269,15 @@ class PrefixWatch {
       }
       return answer;
     };
+    const details = this.#details;
     const lookups = fresh.map((e): number | Promise<number> | undefined => {
-      if (e.type === "put")
-        return e.kv.lease === 0n ? undefined : (this.#deps.cachedTtl(e.kv.lease) ?? ask(e.kv.lease));
+      if (e.type === "put") {
+        if (e.kv.lease === 0n) return undefined;
+        const cached = this.#deps.cachedTtl(e.kv.lease);
+        return cached !== undefined || !details ? cached : ask(e.kv.lease);
+      }
       const lease = e.prevKv?.lease ?? 0n;
-      return lease === 0n ? undefined : ask(lease);
+      return lease === 0n || !details ? undefined : ask(lease);
     });
     const ttls = await Promise.all(lookups);
     if (this.#signal.aborted) return;
@@ -280,7 +289,8 @@ class PrefixWatch {
           kv: toKeyValue(e.kv, ttl !== undefined && ttl > 0 ? ttl : undefined),
         });
       } else {
-        const reason = ttl !== undefined && ttl < 0 ? "expired" : "deleted";
+        const leased = (e.prevKv?.lease ?? 0n) !== 0n;
+        const reason = ttl !== undefined && ttl < 0 ? "expired" : leased && !details ? "unknown" : "deleted";
         this.#queue.push({ type: "delete", key: e.kv.key, revision: e.kv.modRevision, reason });
       }
     });

@@ -61,6 +61,7 @@ function start(
     idleTimeoutMs?: number;
     list?: () => Promise<ListResult>;
     timeToLive?: (lease: bigint) => Promise<number>;
+    details?: boolean;
   } = {},
 ): Harness {
   const closer = new AbortController();
@@ -132,6 +133,7 @@ function start(
       for await (const event of watchPrefix(deps, "/p/", {
         afterRevision: options.after ?? 1n,
         signal: user.signal,
+        details: options.details,
       })) {
         harness.seen.push(event);
       }
@@ -192,6 +194,37 @@ describe("etcd3 watch", () => {
       "delete /p/c@4 expired",
       "delete /p/b@5 deleted",
     ]);
+  });
+
+  test("etcd3 watch - without details no lease is looked up: no TTL on puts, leased deletes are 'unknown'", async () => {
+    const asked: bigint[] = [];
+    const h = start({
+      details: false,
+      timeToLive: async (lease) => {
+        asked.push(lease);
+        return -1;
+      },
+    });
+    const s = await h.stream(1);
+    s.send({ result: { header: header(1), created: true } });
+    s.send(events(2, { kv: kv("/p/a", 2, 5) }));
+    s.send(
+      events(3, {
+        type: "DELETE",
+        kv: { key: encodeText("/p/c"), mod_revision: "3" },
+        prev_kv: kv("/p/c", 1, 6),
+      }),
+    );
+    s.send(
+      events(4, {
+        type: "DELETE",
+        kv: { key: encodeText("/p/d"), mod_revision: "4" },
+        prev_kv: kv("/p/d", 1),
+      }),
+    );
+    await h.until("three events", () => h.seen.length >= 3);
+    expect(summary(h.seen)).toEqual(["put /p/a@2", "delete /p/c@3 unknown", "delete /p/d@4 deleted"]);
+    expect(asked).toEqual([]);
   });
 
   test("etcd3 watch - after the stream ends it resumes after the last event or progress, not the created header", async () => {
