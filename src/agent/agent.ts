@@ -145,7 +145,7 @@ export class Agent implements StatusSource {
     try {
       await Promise.all([
         firstFirewall,
-        this.#watcher.run(signal, this.#manager.listed),
+        this.#watcher.run(signal, this.#manager.listed, this.#manager.listedParses),
         this.#applyLoop(signal),
         this.#firewallLoop(signal),
         this.#manager.keep(

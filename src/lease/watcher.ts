@@ -76,9 +76,18 @@ export class LeaseWatcher {
   /**
    * Lists, then watches until `signal` aborts. Store outages are retried; it never returns early.
    * `initial` is a list of the same prefix the caller just made (the subnet manager's): it stands in
-   * for the first list, and the watch from its revision brings every change since.
+   * for the first list, and the watch from its revision brings every change since. `parsed` holds
+   * how its entries parsed, when the caller already did that.
    */
-  async run(signal: AbortSignal, initial?: ListResult): Promise<void> {
+  async run(
+    signal: AbortSignal,
+    initial?: ListResult,
+    parsed?: ReadonlyMap<string, LeaseParse>,
+  ): Promise<void> {
+    for (const kv of initial?.entries ?? []) {
+      const result = parsed?.get(kv.key);
+      if (result !== undefined) this.#parsed.set(kv.key, { revision: kv.revision, result });
+    }
     let backoff = 100;
     let snapshot = initial;
     while (!signal.aborted) {

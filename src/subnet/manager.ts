@@ -19,6 +19,7 @@ import {
   encodeLeaseValue,
   type Lease,
   type LeaseAttrs,
+  type LeaseParse,
   leaseKey,
   parseLease,
   subnetsPrefix,
@@ -60,6 +61,8 @@ export class SubnetManager {
   readonly #o: SubnetManagerOptions;
   #lease: OwnLease | undefined;
   #listed: ListResult | undefined;
+  /** How each key of `#listed` parsed, so the watcher need not parse them again. */
+  #listedParses = new Map<string, LeaseParse>();
 
   constructor(options: SubnetManagerOptions) {
     this.#o = options;
@@ -72,6 +75,11 @@ export class SubnetManager {
   /** The lease list the last acquisition was based on (the watcher starts from it). */
   get listed(): ListResult | undefined {
     return this.#listed;
+  }
+
+  /** How the leases of `listed` parsed, by key (entries whose key is no subnet of the network are absent). */
+  get listedParses(): ReadonlyMap<string, LeaseParse> {
+    return this.#listedParses;
   }
 
   /** Acquires a lease, retrying until it succeeds or `signal` aborts (then resolves undefined). */
@@ -113,6 +121,7 @@ export class SubnetManager {
     this.#listed = listed;
     const { entries } = listed;
     const views = leaseViews(entries, config);
+    this.#listedParses = new Map(views.map((v) => [v.kv.key, v.parsed]));
     const input: AllocateInput = {
       config,
       leases: views.map((v) => v.view),
@@ -247,8 +256,8 @@ export class SubnetManager {
 export function leaseViews(
   entries: readonly KeyValue[],
   config: NetworkConfig,
-): { kv: KeyValue; view: LeaseView }[] {
-  const out: { kv: KeyValue; view: LeaseView }[] = [];
+): { kv: KeyValue; view: LeaseView; parsed: LeaseParse }[] {
+  const out: { kv: KeyValue; view: LeaseView; parsed: LeaseParse }[] = [];
   for (const kv of entries) {
     const key = tryParseSubnetKey(kv.key);
     if (!key.ok) continue;
@@ -258,6 +267,7 @@ export function leaseViews(
     out.push({
       kv,
       view: { subnet: key.value.ipv4, publicIp: parsed.ok ? parsed.lease.publicIP : "", expires: kv.expires },
+      parsed,
     });
   }
   return out;

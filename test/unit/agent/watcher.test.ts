@@ -3,7 +3,7 @@
 // it publishes after each event must equal what a full validation of the store's contents gives.
 import { expect, test } from "bun:test";
 import { systemClock } from "../../../src/clock.ts";
-import type { Lease } from "../../../src/lease/lease.ts";
+import { type Lease, parseLease } from "../../../src/lease/lease.ts";
 import { LeaseWatcher } from "../../../src/lease/watcher.ts";
 import { createLogger } from "../../../src/log.ts";
 import { Metrics } from "../../../src/metrics.ts";
@@ -164,4 +164,26 @@ test("watcher - with one prefix length and no overlaps every put and delete is f
   });
   await w.run(stop.signal);
   expect(keys).toEqual([undefined, `${PREFIX}10.1.3.0-24`, `${PREFIX}10.1.7.0-24`, `${PREFIX}10.1.7.0-24`]);
+});
+
+test("watcher - the first fold reuses how the caller's list parsed, per key and revision", async () => {
+  const kv: KeyValue = {
+    key: `${PREFIX}10.1.1.0-24`,
+    value: JSON.stringify({ PublicIP: "192.168.1.1", BackendType: "host-gw" }),
+    revision: 5n,
+    expires: true,
+  };
+  // A parse the watcher could not have produced from kv itself: it must come from the seed.
+  const seeded = parseLease(
+    { ...kv, value: JSON.stringify({ PublicIP: "192.168.9.9", BackendType: "host-gw" }) },
+    network,
+  );
+  let seen: Lease | undefined;
+  const stop = new AbortController();
+  const w = watcher(scriptedStore([], []), (leases) => {
+    seen = leases.get(kv.key);
+    stop.abort();
+  });
+  await w.run(stop.signal, { entries: [kv], revision: 5n }, new Map([[kv.key, seeded]]));
+  expect(seen?.publicIP).toBe("192.168.9.9");
 });
