@@ -120,7 +120,8 @@ describe("systemd notify", () => {
     let sent = 0;
     let error: unknown;
     try {
-      // The queue holds net.unix.max_dgram_qlen datagrams (512 by default); a blocking send would hang here.
+      // The queue holds net.unix.max_dgram_qlen datagrams (the kernel default is 10, systemd sets 512);
+      // a blocking send would hang here.
       for (; sent < 100_000; sent++) tx.sendTo(name, data);
     } catch (err) {
       error = err;
