@@ -1,3 +1,6 @@
+import { type Backoff, sleep } from "./backoff.ts";
+import { isStoreError, StoreErrorCode } from "./errors.ts";
+
 /**
  * A push-to-pull bridge: producers (a stream reader, a poll loop) push watch events, the consumer
  * iterates them. The iteration ends when the queue is closed or the signal aborts, and rethrows the
@@ -92,5 +95,40 @@ export async function* produceEvents<T>(
     stop.abort();
     for (const signal of signals) signal?.removeEventListener("abort", abort);
     await producer;
+  }
+}
+
+/** What a watch producer's step asks for next: run again at once, or after a backoff pause. */
+export type StepOutcome = "again" | "pause";
+
+/**
+ * The loop of a watch producer (etcd v3, NATS): runs `step` until `signal` aborts, pausing with
+ * `backoff` after a step that asks for it or fails. A failure is reported to `warn` and retried,
+ * except a closed store (ends the watch) and refused credentials (fail the queue: retrying cannot fix
+ * them). Never rejects; always ends the queue.
+ */
+export async function runWatchLoop<T>(
+  queue: EventQueue<T>,
+  signal: AbortSignal,
+  backoff: Backoff,
+  step: () => Promise<StepOutcome>,
+  warn: (err: unknown) => void,
+): Promise<void> {
+  try {
+    while (!signal.aborted) {
+      try {
+        if ((await step()) === "again") continue;
+      } catch (err) {
+        if (signal.aborted || isStoreError(err, StoreErrorCode.Closed)) break;
+        if (isStoreError(err, StoreErrorCode.Auth)) {
+          queue.fail(err);
+          break;
+        }
+        warn(err);
+      }
+      await sleep(backoff.delay(), signal);
+    }
+  } finally {
+    queue.end();
   }
 }

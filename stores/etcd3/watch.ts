@@ -5,9 +5,9 @@
  * exactly once: a message's lease lookups all finish before any of its events is queued, and a
  * message that fails half way is received again after the reconnect.
  */
-import { Backoff, sleep } from "../backoff.ts";
-import { ClosedError, isStoreError, StoreError, StoreErrorCode, UnavailableError } from "../errors.ts";
-import { type EventQueue, produceEvents } from "../event-queue.ts";
+import { Backoff } from "../backoff.ts";
+import { ClosedError, StoreError, StoreErrorCode, UnavailableError } from "../errors.ts";
+import { type EventQueue, produceEvents, runWatchLoop } from "../event-queue.ts";
 import type { HttpStream } from "../http.ts";
 import type { ListResult, Revision, StoreLogger, WatchEvent, WatchOptions } from "../store.ts";
 import {
@@ -86,33 +86,25 @@ class PrefixWatch {
   }
 
   /** Streams until aborted; never rejects. Ends the queue, or fails it with a fault retrying cannot fix. */
-  async run(): Promise<void> {
-    try {
-      while (!this.#signal.aborted) {
-        try {
-          if (this.#mustResync) {
-            await this.#resync();
-            continue;
-          }
-          const end = await this.#stream();
-          if (this.#signal.aborted) break;
-          if (end === "ended") this.#warn("the watch stream ended; reconnecting", undefined);
-        } catch (err) {
-          if (this.#signal.aborted) break;
-          if (isStoreError(err, StoreErrorCode.Auth)) {
-            this.#queue.fail(err);
-            break;
-          }
-          this.#warn(
-            this.#mustResync ? "re-listing failed; retrying" : "the watch failed; reconnecting",
-            err,
-          );
+  run(): Promise<void> {
+    return runWatchLoop(
+      this.#queue,
+      this.#signal,
+      this.#backoff,
+      async () => {
+        if (this.#mustResync) {
+          await this.#resync();
+          return "again";
         }
-        await sleep(this.#backoff.delay(), this.#signal);
-      }
-    } finally {
-      this.#queue.end();
-    }
+        const end = await this.#stream();
+        if (end === "ended" && !this.#signal.aborted) {
+          this.#warn("the watch stream ended; reconnecting", undefined);
+        }
+        return "pause";
+      },
+      (err) =>
+        this.#warn(this.#mustResync ? "re-listing failed; retrying" : "the watch failed; reconnecting", err),
+    );
   }
 
   #warn(message: string, err: unknown): void {

@@ -20,7 +20,7 @@
  */
 import { Backoff, sleep } from "../backoff.ts";
 import { ClosedError, isStoreError, StoreErrorCode, UnavailableError } from "../errors.ts";
-import { EventQueue, produceEvents } from "../event-queue.ts";
+import { EventQueue, produceEvents, runWatchLoop } from "../event-queue.ts";
 import type { KeyValue, ResyncCause, Revision, StoreLogger, WatchEvent, WatchOptions } from "../store.ts";
 import { HEARTBEAT_MS, type NatsClient } from "./client.ts";
 import { type Entry, isExpired, type RawRecord, toEntry, toKeyValue } from "./codec.ts";
@@ -102,29 +102,22 @@ class PrefixWatch {
   }
 
   /** Follows the stream until aborted; never rejects. Ends the queue, or fails it on refused credentials. */
-  async run(): Promise<void> {
-    try {
-      while (!this.#signal.aborted) {
-        try {
-          if (this.#resyncCause !== undefined) await this.#resync(this.#resyncCause);
-          else await this.#follow();
-          continue;
-        } catch (err) {
-          if (this.#signal.aborted || isStoreError(err, StoreErrorCode.Closed)) break;
-          if (isStoreError(err, StoreErrorCode.Auth)) {
-            this.#queue.fail(err);
-            break;
-          }
-          this.#warn(
-            this.#resyncCause === undefined ? "the watch failed; reopening" : "re-listing failed; retrying",
-            err,
-          );
-        }
-        await sleep(this.#backoff.delay(), this.#signal);
-      }
-    } finally {
-      this.#queue.end();
-    }
+  run(): Promise<void> {
+    return runWatchLoop(
+      this.#queue,
+      this.#signal,
+      this.#backoff,
+      async () => {
+        if (this.#resyncCause !== undefined) await this.#resync(this.#resyncCause);
+        else await this.#follow();
+        return "again";
+      },
+      (err) =>
+        this.#warn(
+          this.#resyncCause === undefined ? "the watch failed; reopening" : "re-listing failed; retrying",
+          err,
+        ),
+    );
   }
 
   #warn(message: string, err: unknown): void {
