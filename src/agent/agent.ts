@@ -90,8 +90,8 @@ export class Agent implements StatusSource {
   /** Skipped peers already logged (`revision:reason` by lease key), so each is reported once. */
   readonly #reported = new Map<string, string>();
   #signal: AbortSignal = new AbortController().signal;
-  /** Start times (performance.now()) of the route and firewall applies running now. */
-  readonly #running = new Set<number>();
+  /** The route and firewall applies running now, with their start (performance.now()). */
+  readonly #running = new Set<{ readonly started: number }>();
 
   constructor(options: AgentOptions) {
     this.#o = options;
@@ -166,18 +166,17 @@ export class Agent implements StatusSource {
    */
   busyMs(): number {
     let oldest = Number.POSITIVE_INFINITY;
-    for (const started of this.#running) oldest = Math.min(oldest, started);
+    for (const { started } of this.#running) oldest = Math.min(oldest, started);
     return oldest === Number.POSITIVE_INFINITY ? 0 : performance.now() - oldest;
   }
 
   async #tracked<T>(work: () => Promise<T>): Promise<T> {
-    let started = performance.now();
-    while (this.#running.has(started)) started += 1e-6;
-    this.#running.add(started);
+    const entry = { started: performance.now() };
+    this.#running.add(entry);
     try {
       return await work();
     } finally {
-      this.#running.delete(started);
+      this.#running.delete(entry);
     }
   }
 
