@@ -3,17 +3,16 @@
  * namespaces created here and removed afterwards. Every iptables command runs through
  * `ip netns exec <ns>`; nothing touches the test runner's own namespace.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { FindingCode } from "../../src/firewall/findings.ts";
 import { IptablesFirewall } from "../../src/firewall/iptables.ts";
 import type { FirewallSpec } from "../../src/firewall/rules.ts";
-import { canUseNetns, Netns, uniqueName } from "../../src/netns/netns.ts";
+import { canUseNetns } from "../../src/netns/netns.ts";
 import {
-  createRouted,
   lossDuring,
   must,
   nsRunner,
-  type Routed,
+  scratchTopologies,
   sourcesDuring,
   weftSaveLines,
 } from "./fixtures/firewall-topology.ts";
@@ -44,22 +43,7 @@ const EXPECTED_SAVE_LINES = [
 ];
 
 describe.skipIf(!usable)("firewall iptables in a namespace", () => {
-  const cleanup: (() => Promise<void>)[] = [];
-  afterEach(async () => {
-    await Promise.all(cleanup.splice(0).map((f) => f()));
-  });
-
-  async function namespace(): Promise<Netns> {
-    const ns = await Netns.create(uniqueName("wfw"));
-    cleanup.push(() => ns.remove());
-    return ns;
-  }
-
-  async function routed(): Promise<Routed> {
-    const r = await createRouted("wfw");
-    cleanup.push(() => r.remove());
-    return r;
-  }
+  const { namespace, routed } = scratchTopologies("wfw");
 
   test("firewall - apply installs exactly the expected iptables-save lines", async () => {
     const ns = await namespace();

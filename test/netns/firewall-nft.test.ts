@@ -3,19 +3,18 @@
  * afterwards; every nft/iptables command runs through `ip netns exec <ns>`. Also records how an
  * iptables FORWARD policy DROP (Docker) interacts with our nftables accept.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { FindingCode } from "../../src/firewall/findings.ts";
 import { removeOtherMode } from "../../src/firewall/firewall.ts";
 import { IptablesFirewall } from "../../src/firewall/iptables.ts";
 import { NftablesFirewall } from "../../src/firewall/nftables.ts";
 import type { FirewallSpec } from "../../src/firewall/rules.ts";
-import { canUseNetns, Netns, uniqueName } from "../../src/netns/netns.ts";
+import { canUseNetns, type Netns } from "../../src/netns/netns.ts";
 import {
-  createRouted,
   lossDuring,
   must,
   nsRunner,
-  type Routed,
+  scratchTopologies,
   sourcesDuring,
   weftSaveLines,
 } from "./fixtures/firewall-topology.ts";
@@ -64,22 +63,7 @@ async function handles(ns: Netns, chain: string): Promise<number[]> {
 }
 
 describe.skipIf(!usable)("firewall nftables in a namespace", () => {
-  const cleanup: (() => Promise<void>)[] = [];
-  afterEach(async () => {
-    await Promise.all(cleanup.splice(0).map((f) => f()));
-  });
-
-  async function namespace(): Promise<Netns> {
-    const ns = await Netns.create(uniqueName("wfn"));
-    cleanup.push(() => ns.remove());
-    return ns;
-  }
-
-  async function routed(): Promise<Routed> {
-    const r = await createRouted("wfn");
-    cleanup.push(() => r.remove());
-    return r;
-  }
+  const { namespace, routed } = scratchTopologies("wfn");
 
   test("firewall - nft apply installs exactly the expected table in one transaction", async () => {
     const ns = await namespace();
