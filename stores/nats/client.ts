@@ -16,7 +16,7 @@ import { ClosedError, StoreError, StoreErrorCode, UnavailableError } from "../er
 import type { StoreLogger, StoreOptions } from "../store.ts";
 import { Header, hasServerTtl, parseTimestamp, type RawRecord, streamName } from "./codec.ts";
 import { type Feed, type FeedItem, type FeedOptions, openFeed } from "./feed.ts";
-import { loadNatsLib, type NatsLib, nanos } from "./lib.ts";
+import { loadNatsLib, type NatsLib } from "./lib.ts";
 import { type Snapshot, takeSnapshot } from "./snapshot.ts";
 
 /** How long the server keeps the marker of an expired key (watchers further behind resync). */
@@ -319,7 +319,7 @@ export class NatsClient {
     if (config.max_msgs_per_subject !== 1) fix.max_msgs_per_subject = 1;
     if (serverTtl && config.allow_msg_ttl !== true) fix.allow_msg_ttl = true;
     if (serverTtl && !((config.subject_delete_marker_ttl ?? 0) > 0)) {
-      fix.subject_delete_marker_ttl = nanos(MARKER_TTL_MS);
+      fix.subject_delete_marker_ttl = lib.transport.nanos(MARKER_TTL_MS);
     }
     if (Object.keys(fix).length > 0) {
       this.#logger?.warn("nats: adjusting the bucket's settings for weft", {

@@ -9,7 +9,6 @@ import type { ConsumerConfig } from "@nats-io/jetstream";
 import type { Msg, NatsConnection } from "@nats-io/transport-node";
 import type { Connected } from "./client.ts";
 import { parseAckSubject, type RawRecord } from "./codec.ts";
-import { nanos } from "./lib.ts";
 
 /** What a feed hands its owner, in delivery order. */
 export type FeedItem =
@@ -62,7 +61,7 @@ export async function openFeed(
     deliver_subject: inbox,
     ack_policy: AckPolicy.None,
     flow_control: true,
-    idle_heartbeat: nanos(options.heartbeatMs),
+    idle_heartbeat: lib.transport.nanos(options.heartbeatMs),
     mem_storage: true,
     num_replicas: 1,
     ...(options.filter === undefined ? {} : { filter_subject: options.filter }),

@@ -23,8 +23,3 @@ export function loadNatsLib(): Promise<NatsLib> {
   ]).then(([transport, jetstream, kv]) => ({ transport, jetstream, kv }));
   return loading;
 }
-
-/** Milliseconds as the nanoseconds JetStream configuration wants. */
-export function nanos(ms: number): number {
-  return ms * 1_000_000;
-}
