@@ -1,20 +1,21 @@
 /**
- * The agent: one host's control loop. Flow runs one way:
+ * The agent: one host's conductor. Flow runs one way:
  *
- *   config ─► subnet manager (lease) ─► subnet.env, firewall
- *   lease watcher ─► host-gw backend (pure) ─► route table (desired) ─► apply loop ─► kernel
- *   netlink monitor (drift) ─────────────────────────────────────────────┘
+ *   config ─► backend device (vxlan: flannel.<VNI>, its MAC) ─► subnet manager (lease) ─► subnet.env, firewall
+ *   lease watcher ─► peer table (backend.peer(), pure) ─► kernel tables (desired) ─► apply loop ─► kernel
+ *   netlink monitor (drift) ──────────────────────────────────────────┘
  *
- * Everything kernel-facing is level-triggered: any trigger (lease change, drift event, periodic resync)
- * just marks the state dirty, and one coalescing loop applies the difference. Shutdown leaves routes,
- * rules and the lease in place, so containers keep working across restarts and upgrades.
+ * The agent only connects these: what a lease means is the backend's (src/backend/), how the kernel is
+ * made to match is the tables' and the apply loop's (src/reconcile/). Everything kernel-facing is
+ * level-triggered: any trigger just marks the state dirty and one coalescing loop applies the
+ * difference. Shutdown leaves routes, devices, rules and the lease in place, so containers keep
+ * working across restarts and upgrades.
  */
 
 import type { Store } from "../../stores/store.ts";
-import { HostGwTable } from "../backend/host-gw.ts";
+import { PeerTable } from "../backend/peer-table.ts";
 import type { Clock } from "../clock.ts";
 import type { NetworkConfig } from "../config/network-config.ts";
-import type { Firewall } from "../firewall/firewall.ts";
 import type { Readiness, StatusSource } from "../http/server.ts";
 import type { Lease } from "../lease/lease.ts";
 import { subnetsPrefix } from "../lease/lease.ts";
@@ -22,18 +23,23 @@ import { LeaseWatcher } from "../lease/watcher.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import { formatCidr, type Ipv4Cidr } from "../net/ipv4.ts";
-import { type NetlinkHandle, RTPROT_WEFT } from "../netlink/netlink.ts";
-import type { Route } from "../netlink/types.ts";
-import { RouteTable } from "../reconcile/route-table.ts";
+import { AF } from "../netlink/constants.ts";
+import { RTPROT_WEFT } from "../netlink/netlink.ts";
+import type { Neigh, Route } from "../netlink/types.ts";
+import { ApplyLoop, BusyTracker } from "../reconcile/apply-loop.ts";
 import { type OwnLease, SubnetManager } from "../subnet/manager.ts";
 import { readSubnetEnv, writeSubnetEnv } from "../subnet/subnet-env.ts";
 import type { ExternalChoice } from "./ext-iface.ts";
+import { type LastApply, SkipReporter, statusOf } from "./status.ts";
+import type { Wiring } from "./wiring.ts";
 
 /** Kernel change notifications (the netlink monitor, or a fake). */
 export interface KernelEvents {
   /** Registers the handlers; returns a function that unsubscribes. */
   subscribe(handlers: {
     route(route: Route, deleted: boolean): void;
+    /** ARP and FDB entries; only a vxlan agent subscribes to them. */
+    neigh?(neigh: Neigh, deleted: boolean): void;
     /** Links or addresses changed, or events were lost: the whole picture must be re-read. */
     resync(reason: string): void;
   }): () => void;
@@ -45,13 +51,11 @@ export interface AgentOptions {
   readonly prefix: string;
   readonly config: NetworkConfig;
   readonly external: ExternalChoice;
-  readonly netlink: NetlinkHandle;
-  readonly firewall: Firewall;
+  /** Backend, firewall and kernel tables (src/agent/wiring.ts). */
+  readonly wiring: Wiring;
   readonly events?: KernelEvents | undefined;
   readonly subnetFile: string;
   readonly ipMasq: boolean;
-  /** `--iptables-forward-rules`: install the FORWARD accept rules for the network. */
-  readonly forwardRules: boolean;
   readonly ttlSeconds: number;
   readonly renewMarginSeconds: number;
   readonly firewallResyncSeconds: number;
@@ -63,51 +67,43 @@ export interface AgentOptions {
   readonly onChange?: (() => void) | undefined;
 }
 
-interface LastApply {
-  readonly at: string;
-  readonly ok: boolean;
-  readonly replaced: number;
-  readonly deleted: number;
-  readonly durationMs: number;
-  readonly errors: readonly string[];
-}
-
 export class Agent implements StatusSource {
   readonly #o: AgentOptions;
   readonly #manager: SubnetManager;
-  readonly #routes: RouteTable;
   readonly #watcher: LeaseWatcher;
-  /** Desired routes for the current leases; rebuilt when the own subnet changes. */
-  #table: HostGwTable | undefined;
+  readonly #loop: ApplyLoop;
+  readonly #busy = new BusyTracker();
+  readonly #skips: SkipReporter;
+  /** Desired entries for the current leases; rebuilt when the own subnet or the device changes. */
+  #table: PeerTable | undefined;
   /** The own lease key `#table` was built for. */
   #tableFor: string | undefined;
-  #dirty = false;
-  #wake: (() => void) | undefined;
+  /** The backend's device must be checked before the next apply (a link or address changed). */
+  #deviceStale = true;
   #firstApplyOk = false;
   #firewallOk = false;
   #lastApply: LastApply | undefined;
   #recovering = false;
-  /** Skipped peers already logged (`revision:reason` by lease key), so each is reported once. */
-  readonly #reported = new Map<string, string>();
   #signal: AbortSignal = new AbortController().signal;
-  /** The route and firewall applies running now, with their start (performance.now()). */
-  readonly #running = new Set<{ readonly started: number }>();
 
   constructor(options: AgentOptions) {
     this.#o = options;
-    const attrs = { publicIP: options.external.publicIP, backendType: "host-gw" };
+    const { backend } = options.wiring;
     this.#manager = new SubnetManager({
       store: options.store,
       prefix: options.prefix,
       config: options.config,
-      attrs,
+      attrs: () => ({
+        publicIP: options.external.publicIP,
+        backendType: backend.type,
+        backendData: backend.backendData(),
+      }),
       ttlSeconds: options.ttlSeconds,
       renewMarginSeconds: options.renewMarginSeconds,
       log: options.log,
       metrics: options.metrics,
       clock: options.clock,
     });
-    this.#routes = new RouteTable(options.netlink, { protocol: RTPROT_WEFT });
     this.#watcher = new LeaseWatcher({
       store: options.store,
       prefix: subnetsPrefix(options.prefix),
@@ -117,36 +113,57 @@ export class Agent implements StatusSource {
       clock: options.clock,
       onChange: (leases, changedKey) => this.#leasesChanged(leases, changedKey),
     });
+    this.#loop = new ApplyLoop({
+      clock: options.clock,
+      resyncMs: (options.routeResyncSeconds ?? 60) * 1000,
+      canApply: () => this.#manager.lease !== undefined && this.#watcher.synced,
+      apply: () => this.#applyKernel(),
+      onResyncTimer: () => {
+        this.#deviceStale = true;
+        options.wiring.tables.queueResync();
+      },
+    });
+    this.#skips = new SkipReporter(options.log);
   }
 
   /** Runs until `signal` aborts. Resolves when every loop has stopped; leaves the kernel as it is. */
   async run(signal: AbortSignal): Promise<void> {
     this.#signal = signal;
-    const { log } = this.#o;
+    const { log, wiring } = this.#o;
+    // The device comes first: its MAC goes into the lease (flanneld's order).
+    await this.#ensureDevice(undefined);
+    for (const name of await wiring.backend.removeForeign())
+      log.info("removed a device the current backend does not use", {
+        device: name,
+        backend: wiring.backend.type,
+      });
     const lease = await this.#manager.acquire(signal, await this.#previousSubnet());
     if (lease === undefined) return;
     await this.#publishLease(lease);
     // The first firewall transaction runs alongside the first route apply; readiness waits for both.
     const firstFirewall = this.#applyFirewall("apply");
     const unsubscribe = this.#o.events?.subscribe({
-      route: (route, deleted) => {
-        if (this.#routes.noteKernelChange(route, deleted)) {
-          this.#o.metrics.driftRepairs.inc({ kind: "route" });
-          log.info("kernel route changed outside weft; repairing", { dst: route.dst, deleted });
-          this.#kick();
-        }
-      },
+      route: (route, deleted) =>
+        this.#drift("route", wiring.tables.noteRoute(route, deleted), route.dst, deleted),
+      neigh: (neigh, deleted) =>
+        this.#drift(
+          neigh.family === AF.BRIDGE ? "fdb" : "neigh",
+          wiring.tables.noteNeigh(neigh, deleted),
+          neigh.ip ?? neigh.mac ?? "",
+          deleted,
+        ),
       resync: (reason) => {
-        log.info("re-reading kernel routes", { reason });
-        this.#routes.queueResync();
-        this.#kick();
+        log.info("re-reading kernel state", { reason });
+        this.#deviceStale = true;
+        wiring.tables.queueResync();
+        this.#loop.kick();
       },
     });
     try {
       await Promise.all([
         firstFirewall,
         this.#watcher.run(signal, this.#manager.listed, this.#manager.listedParses),
-        this.#applyLoop(signal),
+        this.#loop.run(signal),
         this.#firewallLoop(signal),
         this.#manager.keep(
           signal,
@@ -165,19 +182,7 @@ export class Agent implements StatusSource {
    * or iptables-restore), so systemd restarts the agent, which keeps routes and lease in place.
    */
   busyMs(): number {
-    let oldest = Number.POSITIVE_INFINITY;
-    for (const { started } of this.#running) oldest = Math.min(oldest, started);
-    return oldest === Number.POSITIVE_INFINITY ? 0 : performance.now() - oldest;
-  }
-
-  async #tracked<T>(work: () => Promise<T>): Promise<T> {
-    const entry = { started: performance.now() };
-    this.#running.add(entry);
-    try {
-      return await work();
-    } finally {
-      this.#running.delete(entry);
-    }
+    return this.#busy.busyMs();
   }
 
   readiness(): Readiness {
@@ -201,38 +206,34 @@ export class Agent implements StatusSource {
   }
 
   status(): unknown {
-    const lease = this.#manager.lease;
-    const peers = [...this.#watcher.leases.values()]
-      .filter((l) => l.key !== lease?.key)
-      .sort((a, b) => a.subnet.ip - b.subnet.ip);
-    const routes = this.#table?.routes;
-    return {
-      store: this.#o.storeName,
-      prefix: this.#o.prefix,
-      backend: "host-gw",
-      network: formatCidr(this.#o.config.network),
-      externalInterface: this.#o.external.ext.name,
-      publicIP: this.#o.external.publicIP,
-      lease:
-        lease === undefined
-          ? null
-          : {
-              subnet: formatCidr(lease.subnet),
-              key: lease.key,
-              reservation: !lease.expires,
-              expiresAt: lease.expiresAt === undefined ? null : new Date(lease.expiresAt).toISOString(),
-            },
-      peers: peers.map((p) => ({
-        subnet: p.subnetText,
-        publicIP: p.publicIP,
-        backend: p.backendType,
-        route: routes?.has(p.subnetText) ?? false,
-        skipped: this.#table?.skipped.get(p.key)?.detail ?? null,
-      })),
-      routes: routes?.size ?? 0,
-      lastApply: this.#lastApply ?? null,
+    const { backend } = this.#o.wiring;
+    return statusOf({
+      options: this.#o,
+      lease: this.#manager.lease,
+      leases: this.#watcher.leases,
+      table: this.#table,
+      backend: {
+        type: backend.type,
+        device: backend.deviceIndex(),
+        data: backend.backendData(),
+        mtu: backend.mtu(),
+      },
+      lastApply: this.#lastApply,
       ready: this.readiness(),
-    };
+    });
+  }
+
+  #drift(kind: "route" | "neigh" | "fdb", concerns: boolean, what: string, deleted: boolean): void {
+    if (!concerns) return;
+    this.#o.metrics.driftRepairs.inc({ kind });
+    this.#o.log.info(
+      `kernel ${kind === "route" ? "route" : kind === "fdb" ? "FDB entry" : "neighbour"} changed outside weft; repairing`,
+      {
+        [kind === "route" ? "dst" : "entry"]: what,
+        deleted,
+      },
+    );
+    this.#loop.kick();
   }
 
   /**
@@ -252,6 +253,18 @@ export class Agent implements StatusSource {
     return previous?.subnet;
   }
 
+  /** Creates or repairs the backend's device; a changed device means new desired entries. */
+  async #ensureDevice(ownSubnet: Ipv4Cidr | undefined): Promise<void> {
+    const { backend } = this.#o.wiring;
+    const state = await backend.ensureDevice(ownSubnet);
+    this.#deviceStale = false;
+    for (const action of state.actions) {
+      this.#o.log.info("backend device", { backend: backend.type, action });
+      if (ownSubnet !== undefined) this.#o.metrics.driftRepairs.inc({ kind: "device" });
+    }
+    if (state.changed) this.#recompute();
+  }
+
   /** A (re-)acquired lease: subnet.env, then the firewall rules and routes for it. */
   async #leaseAcquired(lease: OwnLease): Promise<void> {
     await this.#publishLease(lease);
@@ -260,20 +273,20 @@ export class Agent implements StatusSource {
 
   /** Writes subnet.env and sets the firewall rules and routes the lease asks for (memory only). */
   async #publishLease(lease: OwnLease): Promise<void> {
-    const { config, log } = this.#o;
+    const { config, log, wiring } = this.#o;
     await writeSubnetEnv(this.#o.subnetFile, {
       network: config.network,
       subnet: lease.subnet,
-      mtu: this.#o.external.ext.mtu,
+      mtu: wiring.backend.mtu(),
       ipMasq: this.#o.ipMasq,
     });
-    log.info("wrote subnet file", { path: this.#o.subnetFile, subnet: formatCidr(lease.subnet) });
-    this.#o.firewall.setSpec({
-      network: formatCidr(config.network),
+    log.info("wrote subnet file", {
+      path: this.#o.subnetFile,
       subnet: formatCidr(lease.subnet),
-      ipMasq: this.#o.ipMasq,
-      forwardRules: this.#o.forwardRules,
+      mtu: wiring.backend.mtu(),
     });
+    wiring.firewall.setSpec(wiring.firewallSpec(lease.subnet));
+    this.#deviceStale = true;
     this.#recompute();
   }
 
@@ -299,100 +312,52 @@ export class Agent implements StatusSource {
     else this.#recomputeOne(changedKey);
   }
 
-  /** Rebuilds the desired routes from every lease (start, a new own subnet, a resync). */
+  /** Rebuilds the desired entries from every lease (start, a new own subnet or device, a resync). */
   #recompute(): void {
     const lease = this.#manager.lease;
     if (lease === undefined) return;
+    const { backend, tables } = this.#o.wiring;
     const ctx = { ownSubnet: lease.subnet, ext: this.#o.external.ext, protocol: RTPROT_WEFT };
-    const table = new HostGwTable(ctx, this.#watcher.leases.values());
+    const table = new PeerTable((l, c) => backend.peer(l, c), ctx, this.#watcher.leases.values());
     this.#table = table;
     this.#tableFor = lease.key;
-    for (const key of this.#reported.keys()) if (!table.skipped.has(key)) this.#reported.delete(key);
-    for (const key of table.skipped.keys()) this.#reportSkipped(key);
-    this.#routes.setDesired(table.routes);
+    this.#skips.reportAll(table.skipped);
+    tables.setDesired(table);
     this.#desiredChanged();
   }
 
-  /** Updates the desired routes for one changed lease: O(1) per store event. */
+  /** Updates the desired entries for one changed lease: O(1) per store event. */
   #recomputeOne(key: string): void {
     const table = this.#table;
     if (table === undefined || this.#tableFor !== this.#manager.lease?.key) {
       this.#recompute();
       return;
     }
-    for (const [dst, route] of table.update(key, this.#watcher.leases.get(key))) {
-      this.#routes.setDesiredRoute(dst, route);
-    }
-    this.#reportSkipped(key);
+    this.#o.wiring.tables.setDesiredChanges(table.update(key, this.#watcher.leases.get(key)));
+    this.#skips.report(key, table.skipped.get(key));
     this.#desiredChanged();
-  }
-
-  #reportSkipped(key: string): void {
-    const skipped = this.#table?.skipped.get(key);
-    if (skipped === undefined) {
-      this.#reported.delete(key);
-      return;
-    }
-    const { lease, reason, detail } = skipped;
-    const id = `${lease.revision}:${reason}`;
-    if (this.#reported.get(key) === id) return;
-    this.#reported.set(key, id);
-    const fields = { subnet: lease.subnetText, peer: lease.publicIP, reason: detail };
-    if (reason === "unreachable") this.#o.log.warn("peer gets no route: not directly reachable", fields);
-    else this.#o.log.info("peer gets no route", fields);
   }
 
   #desiredChanged(): void {
     let unreachable = 0;
     for (const s of this.#table?.skipped.values() ?? []) if (s.reason === "unreachable") unreachable++;
     this.#o.metrics.peersUnreachable.set(unreachable);
-    if (this.#watcher.synced) this.#routes.allowSweep();
-    this.#kick();
+    if (this.#watcher.synced) this.#o.wiring.tables.allowSweep();
+    this.#loop.kick();
   }
 
-  #kick(): void {
-    this.#dirty = true;
-    const wake = this.#wake;
-    this.#wake = undefined;
-    wake?.();
-  }
-
-  async #applyLoop(signal: AbortSignal): Promise<void> {
-    const resyncMs = (this.#o.routeResyncSeconds ?? 60) * 1000;
-    let backoff = 100;
-    while (!signal.aborted) {
-      if (!this.#dirty) {
-        const woke = await Promise.race([
-          new Promise<boolean>((resolve) => {
-            this.#wake = () => resolve(true);
-          }),
-          this.#o.clock.sleep(resyncMs, signal).then(() => false),
-        ]);
-        this.#wake = undefined;
-        if (signal.aborted) return;
-        if (!woke) this.#routes.queueResync();
-      }
-      this.#dirty = false;
-      if (this.#manager.lease === undefined || !this.#watcher.synced) continue;
-      const ok = await this.#applyRoutes();
-      if (ok) {
-        backoff = 100;
-        continue;
-      }
-      await this.#o.clock.sleep(backoff, signal);
-      backoff = Math.min(backoff * 2, 10_000);
-      this.#dirty = true;
-    }
-  }
-
-  async #applyRoutes(): Promise<boolean> {
-    const { metrics, log } = this.#o;
+  /** One apply: the device first (when a link or address changed), then every kernel table. */
+  async #applyKernel(): Promise<boolean> {
+    const { metrics, log, wiring } = this.#o;
     const started = performance.now();
     try {
-      const result = await this.#tracked(() => this.#routes.apply());
+      const result = await this.#busy.track(async () => {
+        if (this.#deviceStale) await this.#ensureDevice(this.#manager.lease?.subnet);
+        return wiring.tables.apply();
+      });
       const durationMs = performance.now() - started;
       metrics.applySeconds.observe(durationMs / 1000);
-      metrics.routes.set(this.#routes.desired.size);
+      metrics.routes.set(wiring.tables.routes.desired.size);
       const ok = result.failures.length === 0;
       metrics.applies.inc({ result: ok ? "ok" : "error" });
       this.#lastApply = {
@@ -401,7 +366,7 @@ export class Agent implements StatusSource {
         replaced: result.replaced,
         deleted: result.deleted,
         durationMs: Math.round(durationMs * 1000) / 1000,
-        errors: result.failures.map((f) => `${f.op} ${f.dst}: ${f.message}`),
+        errors: result.failures.map((f) => `${f.op} ${f.kind} ${f.key}: ${f.message}`),
       };
       if (result.replaced + result.deleted > 0 || !ok) {
         log.info("applied routes", {
@@ -412,16 +377,17 @@ export class Agent implements StatusSource {
         });
       }
       for (const f of result.failures)
-        log.warn("route change failed", { dst: f.dst, op: f.op, error: f.message });
+        log.warn(`${f.kind} change failed`, { entry: f.key, op: f.op, error: f.message });
       if (ok && !this.#firstApplyOk) {
         this.#firstApplyOk = true;
-        log.info("first full apply done", { routes: this.#routes.desired.size });
+        log.info("first full apply done", { routes: wiring.tables.routes.desired.size });
       }
       this.#updateReady();
       return ok;
     } catch (err) {
       metrics.applies.inc({ result: "error" });
       log.error("route apply failed", { error: err });
+      this.#deviceStale = true;
       return false;
     }
   }
@@ -436,8 +402,8 @@ export class Agent implements StatusSource {
 
   async #applyFirewall(how: "apply" | "ensure"): Promise<void> {
     try {
-      const { firewall } = this.#o;
-      const result = await this.#tracked(() => (how === "apply" ? firewall.apply() : firewall.ensure()));
+      const { firewall } = this.#o.wiring;
+      const result = await this.#busy.track(() => (how === "apply" ? firewall.apply() : firewall.ensure()));
       this.#o.metrics.firewallApplies.inc({ result: result.changed ? "changed" : "unchanged" });
       if (result.changed)
         this.#o.log.info(how === "apply" ? "installed firewall rules" : "repaired firewall rules", {

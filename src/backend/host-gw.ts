@@ -1,134 +1,107 @@
 /**
- * The host-gw backend, pure: leases in, desired routes out. For every peer lease whose PublicIP sits
- * on a network directly connected to the external interface, one route
- * `<peer subnet> via <peer PublicIP> dev <ext> proto weft` (flanneld: `ip route add … via … dev …`).
- * A peer that is not directly reachable gets no route — a gateway the kernel cannot resolve on the
- * link would only be a broken route — and is reported instead.
+ * The host-gw backend, pure: for every peer lease whose PublicIP sits on a network directly connected
+ * to the external interface, one route `<peer subnet> via <peer PublicIP> dev <ext> proto weft`
+ * (flanneld: `ip route add … via … dev …`). A peer that is not directly reachable gets no route — a
+ * gateway the kernel cannot resolve on the link would only be a broken route — and is reported instead.
+ * host-gw owns no device; switched on after vxlan, it removes the `flannel.<VNI>` devices vxlan left.
  */
 
+import type { HostGwBackendConfig } from "../config/backend-config.ts";
 import type { Lease } from "../lease/lease.ts";
-import { cidrContains, cidrsOverlap, formatCidr, type Ipv4Cidr, parseIpv4 } from "../net/ipv4.ts";
+import { cidrContains, type Ipv4Cidr, parseIpv4 } from "../net/ipv4.ts";
 import type { Route } from "../netlink/types.ts";
+import {
+  type Backend,
+  type DeviceState,
+  type ExternalInterface,
+  ownOrOverlap,
+  type PeerContext,
+  type PeerOutcome,
+  routeOnly,
+} from "./backend.ts";
+import { PeerTable } from "./peer-table.ts";
+import { removeVxlanDevices, type VxlanDeviceHandle } from "./vxlan-device.ts";
 
-export interface ExternalInterface {
-  readonly index: number;
-  readonly name: string;
-  readonly mtu: number;
-  /** The interface's addresses with their prefix lengths: the directly connected networks. */
-  readonly addresses: readonly Ipv4Cidr[];
-}
+export type { ExternalInterface, SkippedPeer } from "./backend.ts";
 
-export interface HostGwInput {
-  readonly leases: Iterable<Lease>;
-  /** This host's own subnet (its lease). */
-  readonly ownSubnet: Ipv4Cidr;
-  readonly ext: ExternalInterface;
-  /** The route protocol that marks weft's routes. */
-  readonly protocol: number;
-}
-
-export interface SkippedPeer {
-  readonly lease: Lease;
-  readonly reason: "unreachable" | "backend" | "overlaps-own";
-  readonly detail: string;
-}
-
-export interface HostGwState {
-  /** Desired routes keyed by destination (`10.5.1.0/24`). */
-  readonly routes: ReadonlyMap<string, Route>;
-  readonly skipped: readonly SkippedPeer[];
-}
-
-/** Where the routes go: this host's subnet and link, and the marker its routes carry. */
-export type HostGwContext = Omit<HostGwInput, "leases">;
-
-/** What one lease asks for: a route, nothing (our own lease), or nothing with a reason. */
-export type PeerRoute =
-  | { readonly kind: "route"; readonly route: Route }
-  | { readonly kind: "own" }
-  | { readonly kind: "skipped"; readonly skipped: SkippedPeer };
-
-export function peerRoute(lease: Lease, ctx: HostGwContext): PeerRoute {
-  if (cidrsOverlap(lease.subnet, ctx.ownSubnet)) {
-    // Our own lease, or one that claims (part of) our subnet: never route our subnet elsewhere.
-    if (lease.subnet.ip === ctx.ownSubnet.ip && lease.subnet.prefixLen === ctx.ownSubnet.prefixLen) {
-      return { kind: "own" };
-    }
-    const detail = `overlaps own subnet ${formatCidr(ctx.ownSubnet)}`;
-    return { kind: "skipped", skipped: { lease, reason: "overlaps-own", detail } };
-  }
-  if (lease.backendType !== "host-gw") {
-    const detail = `backend type "${lease.backendType}" is not host-gw`;
-    return { kind: "skipped", skipped: { lease, reason: "backend", detail } };
-  }
+/**
+ * The direct route to a peer's subnet via its PublicIP on the external interface, or why there is
+ * none. Shared by host-gw and by vxlan's DirectRouting.
+ */
+export function directRoute(lease: Lease, ctx: PeerContext): PeerOutcome {
   const gateway = parseIpv4(lease.publicIP);
   const { addresses, name } = ctx.ext;
   if (addresses.some((a) => a.ip === gateway) || !addresses.some((net) => cidrContains(net, gateway))) {
     const detail = `PublicIP ${lease.publicIP} is not on a network directly connected to ${name}`;
     return { kind: "skipped", skipped: { lease, reason: "unreachable", detail } };
   }
-  const route = {
+  const route: Route = {
     dst: lease.subnetText,
     gateway: lease.publicIP,
     oif: ctx.ext.index,
     protocol: ctx.protocol,
     table: 254,
   };
-  return { kind: "route", route };
+  return routeOnly(route);
 }
 
-/**
- * The desired routes for a set of leases, kept up to date one lease at a time: a store event costs
- * one `update()`, not a pass over every lease.
- */
-export class HostGwTable {
-  readonly #ctx: HostGwContext;
-  readonly #routes = new Map<string, Route>();
-  readonly #skipped = new Map<string, SkippedPeer>();
-  /** The route destination each lease key contributes. */
-  readonly #dstByKey = new Map<string, string>();
+/** What one lease asks of a host-gw host. */
+export function hostGwPeer(lease: Lease, ctx: PeerContext): PeerOutcome {
+  const own = ownOrOverlap(lease, ctx);
+  if (own !== undefined) return own;
+  if (lease.backendType !== "host-gw") {
+    const detail = `backend type "${lease.backendType}" is not host-gw`;
+    return { kind: "skipped", skipped: { lease, reason: "backend", detail } };
+  }
+  return directRoute(lease, ctx);
+}
 
-  constructor(ctx: HostGwContext, leases: Iterable<Lease> = []) {
-    this.#ctx = ctx;
-    for (const lease of leases) this.update(lease.key, lease);
+export class HostGwBackend implements Backend {
+  readonly type = "host-gw" as const;
+  readonly config: HostGwBackendConfig = { type: "host-gw" };
+  readonly #ext: ExternalInterface;
+  readonly #links: VxlanDeviceHandle | undefined;
+
+  /** `links`: the netlink handle used to remove vxlan devices left by a switch; none in `weft plan`. */
+  constructor(ext: ExternalInterface, links?: VxlanDeviceHandle) {
+    this.#ext = ext;
+    this.#links = links;
   }
 
-  /** Desired routes keyed by destination (`10.5.1.0/24`). */
-  get routes(): ReadonlyMap<string, Route> {
-    return this.#routes;
+  async ensureDevice(): Promise<DeviceState> {
+    return { changed: false, actions: [] };
   }
 
-  /** Peers that get no route, keyed by lease key. */
-  get skipped(): ReadonlyMap<string, SkippedPeer> {
-    return this.#skipped;
+  backendData(): undefined {
+    return undefined;
   }
 
-  /**
-   * Sets what lease `key` asks for (`undefined`: the lease is gone). Returns the destinations whose
-   * desired route changed, with the new route or undefined when it is no longer wanted.
-   */
-  update(key: string, lease: Lease | undefined): Map<string, Route | undefined> {
-    const changed = new Map<string, Route | undefined>();
-    const oldDst = this.#dstByKey.get(key);
-    if (oldDst !== undefined) {
-      this.#routes.delete(oldDst);
-      this.#dstByKey.delete(key);
-      changed.set(oldDst, undefined);
-    }
-    this.#skipped.delete(key);
-    const wanted = lease === undefined ? undefined : peerRoute(lease, this.#ctx);
-    if (wanted?.kind === "route") {
-      this.#routes.set(wanted.route.dst, wanted.route);
-      this.#dstByKey.set(key, wanted.route.dst);
-      changed.set(wanted.route.dst, wanted.route);
-    } else if (wanted?.kind === "skipped") {
-      this.#skipped.set(key, wanted.skipped);
-    }
-    return changed;
+  mtu(): number {
+    return this.#ext.mtu;
+  }
+
+  peer(lease: Lease, ctx: PeerContext): PeerOutcome {
+    return hostGwPeer(lease, ctx);
+  }
+
+  deviceIndex(): undefined {
+    return undefined;
+  }
+
+  removeForeign(): Promise<readonly string[]> {
+    return this.#links === undefined ? Promise.resolve([]) : removeVxlanDevices(this.#links);
   }
 }
 
-export function hostGwRoutes(input: HostGwInput): HostGwState {
-  const table = new HostGwTable(input, input.leases);
+export interface HostGwInput {
+  readonly leases: Iterable<Lease>;
+  readonly ownSubnet: Ipv4Cidr;
+  readonly ext: ExternalInterface;
+  readonly protocol: number;
+}
+
+/** The desired routes and skipped peers of a set of leases (tests and one-shot callers). */
+export function hostGwRoutes(input: HostGwInput) {
+  const table = new PeerTable(hostGwPeer, input, input.leases);
   return { routes: table.routes, skipped: [...table.skipped.values()] };
 }

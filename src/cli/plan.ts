@@ -6,24 +6,24 @@
  */
 
 import { chooseExternal } from "../agent/ext-iface.ts";
-import { hostGwRoutes } from "../backend/host-gw.ts";
+import { wire } from "../agent/wiring.ts";
+import { PeerTable } from "../backend/peer-table.ts";
 import type { AgentFlags } from "../config/flags.ts";
 import { parseNetworkConfig } from "../config/network-config.ts";
 import { WeftError, WeftErrorCode } from "../errors.ts";
-import { createFirewall, modeFromConfig } from "../firewall/firewall.ts";
 import { checkSysctls } from "../firewall/sysctl.ts";
 import { parseLease, subnetsPrefix } from "../lease/lease.ts";
 import { formatCidr, type Ipv4Cidr } from "../net/ipv4.ts";
 import { Netlink, RTPROT_WEFT } from "../netlink/netlink.ts";
 import type { Route } from "../netlink/types.ts";
-import { RouteTable } from "../reconcile/route-table.ts";
 import { allocateSubnet, cryptoRandomInt } from "../subnet/allocate.ts";
 import { leaseViews } from "../subnet/manager.ts";
 import { readSubnetEnv, renderSubnetEnv } from "../subnet/subnet-env.ts";
 import { configKey, storeFromFlags } from "./store-from-flags.ts";
 
 function describeRoute(r: Route): string {
-  return `${r.dst}${r.gateway === undefined ? "" : ` via ${r.gateway}`} proto ${r.protocol ?? "boot"}`;
+  const via = r.gateway === undefined ? "" : ` via ${r.gateway}`;
+  return `${r.dst}${via} dev #${r.oif ?? "?"}${r.onlink === true ? " onlink" : ""} proto ${r.protocol ?? "boot"}`;
 }
 
 export async function runPlan(flags: AgentFlags, write: (line: string) => void): Promise<number> {
@@ -65,27 +65,44 @@ export async function runPlan(flags: AgentFlags, write: (line: string) => void):
       const parsed = parseLease(kv, config.network);
       return parsed.ok ? [parsed.lease] : [];
     });
-    const state = hostGwRoutes({ leases, ownSubnet: own, ext: external.ext, protocol: RTPROT_WEFT });
-    const table = new RouteTable(netlink, { protocol: RTPROT_WEFT });
-    table.setDesired(state.routes);
-    table.allowSweep();
-    const delta = await table.plan();
-    write(
-      `routes: ${state.routes.size} desired, ${delta.upserts.length} to add or replace, ${delta.deletes.length} to delete`,
-    );
-    for (const [, r] of delta.deletes) write(`  - ${describeRoute(r)}`);
-    for (const [, r] of delta.upserts) write(`  + ${describeRoute(r)} dev ${external.ext.name}`);
-    for (const s of state.skipped)
-      write(`  ! no route for ${s.lease.subnetText} (${s.lease.publicIP}): ${s.detail}`);
-    const firewall = createFirewall({
-      mode: modeFromConfig(config.enableNFTables),
-      spec: {
-        network: formatCidr(config.network),
-        subnet: formatCidr(own),
-        ipMasq: flags.ipMasq,
-        forwardRules: flags.iptablesForwardRules,
-      },
+    // The agent's own wiring: same backend, firewall spec and tables, so this is the run's diff.
+    const { backend, firewall, tables, firewallSpec } = wire({
+      config,
+      external,
+      netlink,
+      ipMasq: flags.ipMasq,
+      forwardRules: flags.iptablesForwardRules,
+      fullyRandomDisable: flags.ipMasqFullyRandomDisable,
     });
+    const device = await backend.ensureDevice(own, { dryRun: true });
+    write(`backend ${backend.type}, MTU ${backend.mtu()}`);
+    for (const action of device.actions) write(`  would ${action}`);
+    const ctx = { ownSubnet: own, ext: external.ext, protocol: RTPROT_WEFT };
+    const peers = new PeerTable((l, c) => backend.peer(l, c), ctx, leases);
+    tables.setDesired(peers);
+    tables.allowSweep();
+    const delta = await tables.plan();
+    write(
+      `routes: ${peers.routes.size} desired, ${delta.routes.upserts.length} to add or replace, ${delta.routes.deletes.length} to delete`,
+    );
+    for (const [, r] of delta.routes.deletes) write(`  - ${describeRoute(r)}`);
+    for (const [, r] of delta.routes.upserts) write(`  + ${describeRoute(r)}`);
+    if (backend.type === "vxlan") {
+      const { neighs, fdb } = delta;
+      write(
+        `neighbours: ${peers.neighs.size} desired, ${neighs.upserts.length} to add or replace, ${neighs.deletes.length} to delete`,
+      );
+      for (const [, n] of neighs.deletes) write(`  - ${n.ip} lladdr ${n.mac}`);
+      for (const [, n] of neighs.upserts) write(`  + ${n.ip} lladdr ${n.mac}`);
+      write(
+        `fdb: ${peers.fdb.size} desired, ${fdb.upserts.length} to add or replace, ${fdb.deletes.length} to delete`,
+      );
+      for (const [, f] of fdb.deletes) write(`  - ${f.mac} dst ${f.dst}`);
+      for (const [, f] of fdb.upserts) write(`  + ${f.mac} dst ${f.dst}`);
+    }
+    for (const s of peers.skipped.values())
+      write(`  ! no route for ${s.lease.subnetText} (${s.lease.publicIP}): ${s.detail}`);
+    firewall.setSpec(firewallSpec(own));
     const fw = await firewall.plan();
     write(`firewall (${fw.mode}): ${fw.inSync ? "in place" : `${fw.lines.length} changes`}`);
     for (const line of fw.lines) write(`  ${line}`);
@@ -94,7 +111,7 @@ export async function runPlan(flags: AgentFlags, write: (line: string) => void):
     const env = renderSubnetEnv({
       network: config.network,
       subnet: own,
-      mtu: external.ext.mtu,
+      mtu: backend.mtu(),
       ipMasq: flags.ipMasq,
     });
     for (const line of env.trimEnd().split("\n")) write(`  ${line}`);

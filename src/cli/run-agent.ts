@@ -8,11 +8,11 @@
 import type { Store } from "../../stores/store.ts";
 import { Agent, type KernelEvents } from "../agent/agent.ts";
 import { chooseExternal } from "../agent/ext-iface.ts";
+import { wire } from "../agent/wiring.ts";
 import { systemClock } from "../clock.ts";
 import { type AgentFlags, formatHelp, parseFlags } from "../config/flags.ts";
 import { type NetworkConfig, parseNetworkConfig } from "../config/network-config.ts";
 import { errorMessage, isWeftError, WeftError, WeftErrorCode } from "../errors.ts";
-import { createFirewall, modeFromConfig } from "../firewall/firewall.ts";
 import { checkSysctls } from "../firewall/sysctl.ts";
 import { startHttp } from "../http/server.ts";
 import { createLogger, type Logger } from "../log.ts";
@@ -127,19 +127,9 @@ export async function runAgent(
     const key = configKey(flags.etcdPrefix);
     const config = await waitForConfig(store, key, log, (t) => statusLine.update(t), controller.signal);
     if (config === undefined) return 0;
-    if (config.backend.type !== "host-gw") {
-      throw new WeftError(
-        WeftErrorCode.ConfigInvalid,
-        `network config: Backend.Type "${config.backend.type}" is not implemented by this build yet; use host-gw`,
-        {
-          field: "Backend.Type",
-          value: config.backend.type,
-        },
-      );
-    }
     netlink = Netlink.open();
     const external = await chooseExternal(netlink, flags);
-    if (external.publicIP !== external.ifaceIP) {
+    if (config.backend.type === "host-gw" && external.publicIP !== external.ifaceIP) {
       throw new WeftError(
         WeftErrorCode.FlagInvalid,
         `--public-ip=${external.publicIP} differs from ${external.ext.name}'s address ${external.ifaceIP}: host-gw cannot work through NAT`,
@@ -160,20 +150,23 @@ export async function runAgent(
       network: formatCidr(config.network),
       iface: external.ext.name,
       publicIP: external.publicIP,
+      backend: config.backend.type,
     });
     const metrics = new Metrics();
-    const firewall = createFirewall({
-      mode: modeFromConfig(config.enableNFTables),
-      spec: {
-        network: formatCidr(config.network),
-        subnet: formatCidr(config.network),
-        ipMasq: flags.ipMasq,
-        forwardRules: flags.iptablesForwardRules,
-      },
-      // --ip-masq-fully-random-disable: MASQUERADE without --random-fully; otherwise detected.
-      ...(flags.ipMasqFullyRandomDisable ? { randomFully: false } : {}),
+    const wiring = wire({
+      config,
+      external,
+      netlink,
+      ipMasq: flags.ipMasq,
+      forwardRules: flags.iptablesForwardRules,
+      fullyRandomDisable: flags.ipMasqFullyRandomDisable,
     });
-    monitor = Monitor.open(undefined, { groups: ["route", "link", "addr"] });
+    // vxlan also keeps ARP and FDB entries: their events come from the neigh group.
+    const groups =
+      config.backend.type === "vxlan"
+        ? (["route", "link", "addr", "neigh"] as const)
+        : (["route", "link", "addr"] as const);
+    monitor = Monitor.open(undefined, { groups });
     const events: KernelEvents = monitor;
     const running = new Agent({
       store,
@@ -181,12 +174,10 @@ export async function runAgent(
       prefix: flags.etcdPrefix,
       config,
       external,
-      netlink,
-      firewall,
+      wiring,
       events,
       subnetFile: flags.subnetFile,
       ipMasq: flags.ipMasq,
-      forwardRules: flags.iptablesForwardRules,
       ttlSeconds: LEASE_TTL_SECONDS,
       renewMarginSeconds: flags.subnetLeaseRenewMarginMinutes * 60,
       firewallResyncSeconds: flags.iptablesResyncSeconds,

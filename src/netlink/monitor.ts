@@ -22,7 +22,7 @@
 import { type DecodeOptions, decodeEvents, type NetlinkEvent } from "./codec-event.ts";
 import { RT_TABLE, RTNLGRP } from "./constants.ts";
 import { NetlinkSocket } from "./socket.ts";
-import type { Route } from "./types.ts";
+import type { Neigh, Route } from "./types.ts";
 
 export type { EventAction, NetlinkEvent } from "./codec-event.ts";
 
@@ -52,6 +52,8 @@ export interface MonitorOptions {
 /** Handlers in the shape the agent's `KernelEvents.subscribe` takes (src/agent/agent.ts). */
 export interface KernelEventHandlers {
   route(route: Route, deleted: boolean): void;
+  /** ARP and FDB entries (joined with the "neigh" group only). */
+  neigh?(neigh: Neigh, deleted: boolean): void;
   /** Links or addresses changed, or events were lost: the whole picture must be re-read. */
   resync(reason: string): void;
 }
@@ -94,7 +96,7 @@ export class Monitor implements AsyncIterable<NetlinkEvent> {
    * Delivers route events and resync reasons (`KernelEvents` of the agent); returns the unsubscribe
    * function. Link and address events become resyncs: when a link goes down or an address goes away
    * the kernel drops the routes through it without a RTM_DELROUTE for each, so only a re-read shows
-   * what is left. Neighbour events are not passed on.
+   * what is left. Neighbour events go to `neigh` when the handlers have one.
    */
   subscribe(handlers: KernelEventHandlers): () => void {
     const listener = (event: NetlinkEvent) => {
@@ -116,6 +118,7 @@ export class Monitor implements AsyncIterable<NetlinkEvent> {
           handlers.resync(`netlink monitor ${event.reason}: ${event.detail}`);
           break;
         case "neigh":
+          handlers.neigh?.(event.neigh, event.action === "del");
           break;
       }
     };

@@ -2,20 +2,22 @@
  * The routes weft keeps in one kernel table.
  *
  * Why: routes must equal what the leases say, whatever happened in between — a restart, a missed
- * event, an operator's `ip route del`. The table holds desired routes (from the backend) and the
- * routes the kernel was last seen to hold; `apply()` dumps the kernel when its picture is stale,
- * deletes what is no longer desired, then replaces what is missing or different, in batches, collecting
- * failures per destination and retrying once after a fresh dump.
+ * event, an operator's `ip route del`. The reconciling itself (desired vs actual, deletes first,
+ * batches, one retry after a fresh dump) is `OwnedTable`'s; this file says what a route is to it.
  *
  * Ownership: a route is weft's when it carries weft's route protocol number (`proto 77` in
  * `ip route`). A restarted agent recognises its routes by that marker alone. Only such routes are ever
  * deleted, and nothing is deleted before the lease watcher's first full list (`allowSweep`), so a
  * restart never removes a working route. A foreign route to a destination that a lease claims is
  * replaced (as flanneld does), which is also how routes left by flanneld are taken over.
+ *
+ * Backends hand in routes with an inline gateway (`via`, `dev`); how they are programmed is this
+ * table's business, so nexthop objects can replace inline gateways here without touching a backend.
  */
 import type { NetlinkHandle } from "../netlink/netlink.ts";
 import type { Route } from "../netlink/types.ts";
-import { type Delta, DeltaTracker } from "./delta-tracker.ts";
+import type { Delta } from "./delta-tracker.ts";
+import { type OwnedApplyResult, type OwnedKind, OwnedTable } from "./owned-table.ts";
 
 /** The part of the netlink handle a route table needs (the real one, or a fake in unit tests). */
 export type RouteHandle = Pick<NetlinkHandle, "routeList" | "routeReplace" | "routeDelete">;
@@ -33,6 +35,8 @@ export interface RouteApplyResult {
   readonly failures: readonly RouteFailure[];
 }
 
+const ESRCH = 3;
+
 export function routeEqual(a: Route, b: Route): boolean {
   return (
     a.dst === b.dst &&
@@ -44,125 +48,86 @@ export function routeEqual(a: Route, b: Route): boolean {
   );
 }
 
+/** Routes as an `OwnedKind`: keyed by destination, owned by protocol, listed from one table. */
+export function routeKind(handle: RouteHandle, protocol: number, table: number): OwnedKind<Route> {
+  const failures = (out: Awaited<ReturnType<RouteHandle["routeReplace"]>>) =>
+    out.failures.map((f) => ({ item: f.route, errno: f.errno, message: f.message }));
+  return {
+    async list() {
+      const { items } = await handle.routeList({ table, protocol });
+      return items.filter((r) => r.protocol === protocol);
+    },
+    replace: async (routes) => failures(await handle.routeReplace(routes)),
+    remove: async (routes) => failures(await handle.routeDelete(routes)),
+    key: (r) => r.dst,
+    equal: routeEqual,
+    goneErrnos: [ESRCH],
+  };
+}
+
+function byDst(result: OwnedApplyResult): RouteApplyResult {
+  return {
+    replaced: result.replaced,
+    deleted: result.deleted,
+    failures: result.failures.map((f) => ({ dst: f.key, op: f.op, message: f.message })),
+  };
+}
+
 export class RouteTable {
-  readonly #handle: RouteHandle;
   readonly #protocol: number;
   readonly #table: number;
-  readonly #routes = new DeltaTracker<string, Route>(routeEqual);
-  #stale = true;
-  #sweep = false;
+  readonly #owned: OwnedTable<Route>;
 
   constructor(handle: RouteHandle, options: { protocol: number; table?: number }) {
-    this.#handle = handle;
     this.#protocol = options.protocol;
     this.#table = options.table ?? 254;
+    this.#owned = new OwnedTable(routeKind(handle, this.#protocol, this.#table));
+  }
+
+  /** The generic table underneath, for a set of tables that orders several kinds' deletes and writes. */
+  get owned(): OwnedTable<Route> {
+    return this.#owned;
   }
 
   /** Replaces the desired routes. Touches only memory. */
   setDesired(routes: ReadonlyMap<string, Route>): void {
-    this.#routes.setDesired(routes);
+    this.#owned.setDesired(routes);
   }
 
   /** Changes one desired route (undefined: no longer wanted). Touches only memory. */
   setDesiredRoute(dst: string, route: Route | undefined): void {
-    this.#routes.setDesiredEntry(dst, route);
+    this.#owned.setDesiredEntry(dst, route);
   }
 
   /** Permits deleting owned routes that are not desired; call once the first full store list is in. */
   allowSweep(): void {
-    this.#sweep = true;
+    this.#owned.allowSweep();
   }
 
   /** Forces a kernel dump before the next apply (after a netlink overrun, or periodically). */
   queueResync(): void {
-    this.#stale = true;
+    this.#owned.queueResync();
   }
 
   /**
-   * A route event from the netlink monitor. Any change to a destination weft owns or wants means the
-   * kernel no longer matches our picture of it: forget that entry so the next apply rewrites it.
-   * Returns true when the event concerns weft (the caller should schedule an apply).
+   * A route event from the netlink monitor. Returns true when the event concerns weft (the caller
+   * should schedule an apply): a route weft wants is now missing or different.
    */
   noteKernelChange(route: Route, deleted: boolean): boolean {
     if ((route.table ?? 254) !== this.#table) return false;
-    const ours = route.protocol === this.#protocol;
-    const wanted = this.#routes.desired.get(route.dst);
-    if (!ours && wanted === undefined) return false;
-    if (deleted || !ours) this.#routes.forgetActual(route.dst);
-    else this.#routes.recordActual(route.dst, route);
-    return wanted === undefined ? false : !routeEqual(wanted, route) || deleted;
+    return this.#owned.noteKernelChange(route, deleted, route.protocol === this.#protocol);
   }
 
   get desired(): ReadonlyMap<string, Route> {
-    return this.#routes.desired;
+    return this.#owned.desired;
   }
 
   /** The pending difference (after a dump when the kernel picture is stale); changes nothing. */
-  async plan(): Promise<Delta<string, Route>> {
-    if (this.#stale) await this.#dump();
-    return this.#filtered();
+  plan(): Promise<Delta<string, Route>> {
+    return this.#owned.plan();
   }
 
   async apply(): Promise<RouteApplyResult> {
-    if (this.#stale) await this.#dump();
-    let result = await this.#applyOnce();
-    if (result.failures.length > 0) {
-      await this.#dump();
-      const retry = await this.#applyOnce();
-      result = {
-        replaced: result.replaced + retry.replaced,
-        deleted: result.deleted + retry.deleted,
-        failures: retry.failures,
-      };
-    }
-    return result;
-  }
-
-  #filtered(): Delta<string, Route> {
-    const delta = this.#routes.delta();
-    return this.#sweep ? delta : { upserts: delta.upserts, deletes: [] };
-  }
-
-  async #dump(): Promise<void> {
-    const { items } = await this.#handle.routeList({ table: this.#table, protocol: this.#protocol });
-    this.#routes.setActual(
-      items.filter((r) => r.protocol === this.#protocol).map((r) => [r.dst, r] as const),
-    );
-    this.#stale = false;
-  }
-
-  async #applyOnce(): Promise<RouteApplyResult> {
-    const { upserts, deletes } = this.#filtered();
-    const failures: RouteFailure[] = [];
-    let deleted = 0;
-    let replaced = 0;
-    if (deletes.length > 0) {
-      const outcome = await this.#handle.routeDelete(deletes.map(([, r]) => r));
-      const failed = new Set(outcome.failures.map((f) => f.route.dst));
-      for (const f of outcome.failures) {
-        // ESRCH: already gone, which is what we wanted.
-        if (f.errno === 3) failed.delete(f.route.dst);
-        else failures.push({ dst: f.route.dst, op: "delete", message: f.message });
-      }
-      for (const [dst] of deletes) {
-        if (!failed.has(dst)) {
-          this.#routes.forgetActual(dst);
-          deleted += 1;
-        }
-      }
-    }
-    if (upserts.length > 0) {
-      const outcome = await this.#handle.routeReplace(upserts.map(([, r]) => r));
-      const failed = new Set(outcome.failures.map((f) => f.route.dst));
-      for (const f of outcome.failures)
-        failures.push({ dst: f.route.dst, op: "replace", message: f.message });
-      for (const [dst, route] of upserts) {
-        if (!failed.has(dst)) {
-          this.#routes.recordActual(dst, route);
-          replaced += 1;
-        }
-      }
-    }
-    return { replaced, deleted, failures };
+    return byDst(await this.#owned.apply());
   }
 }

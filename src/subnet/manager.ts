@@ -46,7 +46,8 @@ export interface SubnetManagerOptions {
   /** The flannel prefix, `/coreos.com/network`. */
   readonly prefix: string;
   readonly config: NetworkConfig;
-  readonly attrs: LeaseAttrs;
+  /** What this host publishes; a function when it is known only later (the vxlan VTEP MAC). */
+  readonly attrs: LeaseAttrs | (() => LeaseAttrs);
   readonly ttlSeconds: number;
   readonly renewMarginSeconds: number;
   readonly log: Logger;
@@ -116,7 +117,8 @@ export class SubnetManager {
 
   /** One attempt. Resolves undefined when another writer won a race (retry at once). */
   async #tryAcquire(previous: Ipv4Cidr | undefined): Promise<OwnLease | undefined> {
-    const { store, config, attrs } = this.#o;
+    const { store, config } = this.#o;
+    const attrs = this.#attrs();
     const listed = await store.list(subnetsPrefix(this.#o.prefix));
     this.#listed = listed;
     const { entries } = listed;
@@ -219,7 +221,7 @@ export class SubnetManager {
     // A view older than our own write cannot show our lease yet.
     if (lease === undefined || seenRevision < lease.revision) return false;
     const seen = leases.get(lease.key);
-    return seen === undefined || seen.publicIP !== this.#o.attrs.publicIP;
+    return seen === undefined || seen.publicIP !== this.#attrs().publicIP;
   }
 
   /** Re-acquires after a loss, preferring the subnet we had. */
@@ -239,6 +241,11 @@ export class SubnetManager {
     onLost();
     const lease = await this.acquire(signal, old.subnet);
     if (lease !== undefined) onAcquired(lease);
+  }
+
+  #attrs(): LeaseAttrs {
+    const { attrs } = this.#o;
+    return typeof attrs === "function" ? attrs() : attrs;
   }
 
   #publishMetrics(): void {

@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Agent } from "../../../src/agent/agent.ts";
+import { wire } from "../../../src/agent/wiring.ts";
 import { systemClock } from "../../../src/clock.ts";
 import { parseNetworkConfig } from "../../../src/config/network-config.ts";
 import type { Firewall } from "../../../src/firewall/firewall.ts";
@@ -48,9 +49,10 @@ test("busyMs grows while a route apply hangs and is 0 once it finished", async (
     release = resolve;
   });
   const replaced: Route[] = [];
-  // The agent only uses the route calls of the netlink handle.
+  // A host-gw agent only uses the route calls of the netlink handle, and lists links once (vxlan leftovers).
   const netlink = {
     routeList: async () => ({ items: [], interrupted: false }),
+    linkList: async () => ({ items: [], interrupted: false }),
     routeReplace: async (routes: readonly Route[]): Promise<BatchResult> => {
       await gate;
       replaced.push(...routes);
@@ -69,21 +71,29 @@ test("busyMs grows while a route apply hangs and is 0 once it finished", async (
     ensure: async () => done,
   } as unknown as Firewall;
 
+  const config = parseNetworkConfig((await store.get(`${PREFIX}/config`))?.value ?? "").config;
+  const external = {
+    ext: { index: 2, name: "eth0", mtu: 1500, addresses: [parseCidr("192.0.2.1/24", "keep")] },
+    publicIP: "192.0.2.1",
+    ifaceIP: "192.0.2.1",
+  };
+  const wired = wire({
+    config,
+    external,
+    netlink,
+    ipMasq: false,
+    forwardRules: true,
+    fullyRandomDisable: false,
+  });
   const agent = new Agent({
     store,
     storeName: "sqlite",
     prefix: PREFIX,
-    config: parseNetworkConfig((await store.get(`${PREFIX}/config`))?.value ?? "").config,
-    external: {
-      ext: { index: 2, name: "eth0", mtu: 1500, addresses: [parseCidr("192.0.2.1/24", "keep")] },
-      publicIP: "192.0.2.1",
-      ifaceIP: "192.0.2.1",
-    },
-    netlink,
-    firewall,
+    config,
+    external,
+    wiring: { ...wired, firewall },
     subnetFile: join(dir, "subnet.env"),
     ipMasq: false,
-    forwardRules: true,
     ttlSeconds: 3600,
     renewMarginSeconds: 600,
     firewallResyncSeconds: 60,

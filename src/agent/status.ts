@@ -1,0 +1,103 @@
+/**
+ * What the agent tells people: the `/status` document (`weft status`) and the once-per-change log
+ * lines for peers that get no entries.
+ */
+
+import type { SkippedPeer } from "../backend/backend.ts";
+import type { PeerTable } from "../backend/peer-table.ts";
+import type { Readiness } from "../http/server.ts";
+import type { Lease } from "../lease/lease.ts";
+import type { Logger } from "../log.ts";
+import { formatCidr } from "../net/ipv4.ts";
+import type { OwnLease } from "../subnet/manager.ts";
+import type { AgentOptions } from "./agent.ts";
+
+export interface LastApply {
+  readonly at: string;
+  readonly ok: boolean;
+  readonly replaced: number;
+  readonly deleted: number;
+  readonly durationMs: number;
+  readonly errors: readonly string[];
+}
+
+export interface StatusInput {
+  readonly options: Pick<AgentOptions, "storeName" | "prefix" | "config" | "external">;
+  readonly lease: OwnLease | undefined;
+  readonly leases: ReadonlyMap<string, Lease>;
+  readonly table: PeerTable | undefined;
+  readonly backend: { type: string; device: number | undefined; data: unknown; mtu: number };
+  readonly lastApply: LastApply | undefined;
+  readonly ready: Readiness;
+}
+
+export function statusOf(input: StatusInput): unknown {
+  const { options, lease, table } = input;
+  const peers = [...input.leases.values()]
+    .filter((l) => l.key !== lease?.key)
+    .sort((a, b) => a.subnet.ip - b.subnet.ip);
+  const routes = table?.routes;
+  return {
+    store: options.storeName,
+    prefix: options.prefix,
+    backend: input.backend.type,
+    backendData: input.backend.data ?? null,
+    mtu: input.backend.mtu,
+    network: formatCidr(options.config.network),
+    externalInterface: options.external.ext.name,
+    publicIP: options.external.publicIP,
+    lease:
+      lease === undefined
+        ? null
+        : {
+            subnet: formatCidr(lease.subnet),
+            key: lease.key,
+            reservation: !lease.expires,
+            expiresAt: lease.expiresAt === undefined ? null : new Date(lease.expiresAt).toISOString(),
+          },
+    peers: peers.map((p) => ({
+      subnet: p.subnetText,
+      publicIP: p.publicIP,
+      backend: p.backendType,
+      route: routes?.has(p.subnetText) ?? false,
+      skipped: table?.skipped.get(p.key)?.detail ?? null,
+    })),
+    routes: routes?.size ?? 0,
+    neighbours: table?.neighs.size ?? 0,
+    fdbEntries: table?.fdb.size ?? 0,
+    lastApply: input.lastApply ?? null,
+    ready: input.ready,
+  };
+}
+
+/** Logs each skipped peer once per lease revision and reason; forgets peers that are no longer skipped. */
+export class SkipReporter {
+  readonly #log: Logger;
+  /** `revision:reason` by lease key. */
+  readonly #reported = new Map<string, string>();
+
+  constructor(log: Logger) {
+    this.#log = log;
+  }
+
+  reportAll(skipped: ReadonlyMap<string, SkippedPeer>): void {
+    for (const key of this.#reported.keys()) if (!skipped.has(key)) this.#reported.delete(key);
+    for (const [key, s] of skipped) this.report(key, s);
+  }
+
+  report(key: string, skipped: SkippedPeer | undefined): void {
+    if (skipped === undefined) {
+      this.#reported.delete(key);
+      return;
+    }
+    const { lease, reason, detail } = skipped;
+    const id = `${lease.revision}:${reason}`;
+    if (this.#reported.get(key) === id) return;
+    this.#reported.set(key, id);
+    const fields = { subnet: lease.subnetText, peer: lease.publicIP, reason: detail };
+    if (reason === "unreachable") this.#log.warn("peer gets no route: not directly reachable", fields);
+    else if (reason === "backend-data")
+      this.#log.warn("peer gets no route: its lease's BackendData is unusable", fields);
+    else this.#log.info("peer gets no route", fields);
+  }
+}

@@ -1,0 +1,148 @@
+/**
+ * Every kind of kernel entry the agent keeps for its peers — routes, and on vxlan the ARP and FDB
+ * entries — applied as one step.
+ *
+ * Why one step: the kinds depend on each other. A vxlan route's gateway must resolve through its ARP
+ * entry, and that entry's MAC through the FDB, so writes go ARP → FDB → route (flanneld's order) and
+ * deletes the other way round, route first; all deletes come before all writes, so an entry that
+ * moved (a peer's new VtepMAC) never collides with its old self. Failures are collected per entry,
+ * and the whole step is retried once after a fresh dump of every kind.
+ */
+import type { PeerChanges, PeerTable } from "../backend/peer-table.ts";
+import type { Ipv4Cidr } from "../net/ipv4.ts";
+import { AF } from "../netlink/constants.ts";
+import type { FdbEntry } from "../netlink/netlink.ts";
+import type { Neigh, Route } from "../netlink/types.ts";
+import type { Delta } from "./delta-tracker.ts";
+import { fdbFromNeigh, fdbKind, type NeighHandle, neighKind, ownedFdb, ownedNeigh } from "./neigh-table.ts";
+import type { OwnedApplyResult, OwnedFailure, OwnedTable } from "./owned-table.ts";
+import { OwnedTable as Table } from "./owned-table.ts";
+import { type RouteHandle, RouteTable } from "./route-table.ts";
+
+export type EntryKind = "route" | "neigh" | "fdb";
+
+export interface KernelFailure extends OwnedFailure {
+  readonly kind: EntryKind;
+}
+
+export interface KernelApplyResult {
+  readonly replaced: number;
+  readonly deleted: number;
+  readonly failures: readonly KernelFailure[];
+}
+
+export interface KernelPlan {
+  readonly routes: Delta<string, Route>;
+  readonly neighs: Delta<string, Neigh>;
+  readonly fdb: Delta<string, FdbEntry>;
+}
+
+export interface KernelTablesOptions {
+  readonly protocol: number;
+  readonly network: Ipv4Cidr;
+  /** The vxlan device whose ARP and FDB entries are weft's; undefined when the backend has none. */
+  readonly deviceIndex: () => number | undefined;
+}
+
+export class KernelTables {
+  readonly routes: RouteTable;
+  readonly neighs: OwnedTable<Neigh>;
+  readonly fdb: OwnedTable<FdbEntry>;
+  readonly #o: KernelTablesOptions;
+
+  constructor(handle: RouteHandle & NeighHandle, options: KernelTablesOptions) {
+    this.#o = options;
+    this.routes = new RouteTable(handle, { protocol: options.protocol });
+    this.neighs = new Table(neighKind(handle, options.deviceIndex, options.network));
+    this.fdb = new Table(fdbKind(handle, options.deviceIndex));
+  }
+
+  /** Replaces every desired entry with what `table` holds. Touches only memory. */
+  setDesired(table: PeerTable): void {
+    this.routes.setDesired(table.routes);
+    this.neighs.setDesired(table.neighs);
+    this.fdb.setDesired(table.fdb);
+  }
+
+  /** Applies one lease's changes to the desired entries. Touches only memory. */
+  setDesiredChanges(changes: PeerChanges): void {
+    for (const [dst, route] of changes.routes) this.routes.setDesiredRoute(dst, route);
+    for (const [ip, neigh] of changes.neighs) this.neighs.setDesiredEntry(ip, neigh);
+    for (const [mac, entry] of changes.fdb) this.fdb.setDesiredEntry(mac, entry);
+  }
+
+  allowSweep(): void {
+    this.routes.allowSweep();
+    this.neighs.allowSweep();
+    this.fdb.allowSweep();
+  }
+
+  queueResync(): void {
+    this.routes.queueResync();
+    this.neighs.queueResync();
+    this.fdb.queueResync();
+  }
+
+  /** A route event; true when a desired route is now missing or different. */
+  noteRoute(route: Route, deleted: boolean): boolean {
+    return this.routes.noteKernelChange(route, deleted);
+  }
+
+  /** A neighbour event (ARP or FDB); true when a desired entry is now missing or different. */
+  noteNeigh(neigh: Neigh, deleted: boolean): boolean {
+    const index = this.#o.deviceIndex();
+    if (index === undefined || neigh.index !== index) return false;
+    if (neigh.family === AF.BRIDGE) {
+      return this.fdb.noteKernelChange(fdbFromNeigh(neigh), deleted, ownedFdb(neigh, index));
+    }
+    if (neigh.family !== AF.INET) return false;
+    return this.neighs.noteKernelChange(neigh, deleted, ownedNeigh(neigh, index, this.#o.network));
+  }
+
+  /** Desired entries of every kind. */
+  get size(): { routes: number; neighs: number; fdb: number } {
+    return { routes: this.routes.desired.size, neighs: this.neighs.desired.size, fdb: this.fdb.desired.size };
+  }
+
+  /** The pending difference of every kind; changes nothing in the kernel. */
+  async plan(): Promise<KernelPlan> {
+    return { routes: await this.routes.plan(), neighs: await this.neighs.plan(), fdb: await this.fdb.plan() };
+  }
+
+  async apply(): Promise<KernelApplyResult> {
+    let result = await this.#applyOnce(false);
+    if (result.failures.length > 0) {
+      const retry = await this.#applyOnce(true);
+      result = {
+        replaced: result.replaced + retry.replaced,
+        deleted: result.deleted + retry.deleted,
+        failures: retry.failures,
+      };
+    }
+    return result;
+  }
+
+  async #applyOnce(fresh: boolean): Promise<KernelApplyResult> {
+    const routes = this.routes.owned;
+    await Promise.all([routes.refresh(fresh), this.neighs.refresh(fresh), this.fdb.refresh(fresh)]);
+    const r = routes.pending();
+    const n = this.neighs.pending();
+    const f = this.fdb.pending();
+    const steps: Array<[EntryKind, OwnedApplyResult]> = [];
+    steps.push(["route", await routes.deleteOnly(r.deletes)]);
+    steps.push(["fdb", await this.fdb.deleteOnly(f.deletes)]);
+    steps.push(["neigh", await this.neighs.deleteOnly(n.deletes)]);
+    steps.push(["neigh", await this.neighs.writeOnly(n.upserts)]);
+    steps.push(["fdb", await this.fdb.writeOnly(f.upserts)]);
+    steps.push(["route", await routes.writeOnly(r.upserts)]);
+    let replaced = 0;
+    let deleted = 0;
+    const failures: KernelFailure[] = [];
+    for (const [kind, step] of steps) {
+      replaced += step.replaced;
+      deleted += step.deleted;
+      for (const failure of step.failures) failures.push({ kind, ...failure });
+    }
+    return { replaced, deleted, failures };
+  }
+}
