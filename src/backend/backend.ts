@@ -83,6 +83,8 @@ export interface Backend {
   mtu(): number;
   /** What one lease asks for. Pure: the same lease and context give the same entries. */
   peer(lease: Lease, ctx: PeerContext): PeerOutcome;
+  /** The name of the device this backend owns (`flannel.1`), if any. */
+  readonly deviceName: string | undefined;
   /** The interface index whose ARP and FDB entries this backend owns, if any. */
   deviceIndex(): number | undefined;
   /**

@@ -59,6 +59,7 @@ export function hostGwPeer(lease: Lease, ctx: PeerContext): PeerOutcome {
 export class HostGwBackend implements Backend {
   readonly type = "host-gw" as const;
   readonly config: HostGwBackendConfig = { type: "host-gw" };
+  readonly deviceName = undefined;
   readonly #ext: ExternalInterface;
   readonly #links: VxlanDeviceHandle | undefined;
 

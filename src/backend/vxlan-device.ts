@@ -32,6 +32,8 @@ export type VxlanDeviceHandle = Pick<
 /** The kernel's VXLAN port when none is given (Linux's historical default; IANA's is 4789). */
 export const KERNEL_VXLAN_PORT = 8472;
 const AF_INET = 2;
+/** The device index a dry run uses for a device it would create (no real interface has index 0). */
+export const PLANNED_INDEX = 0;
 
 export interface VxlanDeviceSpec {
   readonly name: string;
@@ -146,8 +148,11 @@ export class VxlanDevice {
     const spec = this.#spec;
     const why = link === undefined ? "absent" : incompatibility(link, spec);
     if (link === undefined || why !== undefined) {
+      // Index 0 is never a real interface: the plan's entries name the device that would be created.
+      this.#index = PLANNED_INDEX;
       return {
-        changed: false,
+        index: PLANNED_INDEX,
+        changed: true,
         actions: [`create ${spec.name} (${why}; vxlan id ${spec.vni}, MTU ${spec.mtu})`],
       };
     }

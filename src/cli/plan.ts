@@ -13,6 +13,7 @@ import { parseNetworkConfig } from "../config/network-config.ts";
 import { WeftError, WeftErrorCode } from "../errors.ts";
 import { checkSysctls } from "../firewall/sysctl.ts";
 import { parseLease, subnetsPrefix } from "../lease/lease.ts";
+import { withoutOverlaps } from "../lease/watcher.ts";
 import { formatCidr, type Ipv4Cidr } from "../net/ipv4.ts";
 import { Netlink, RTPROT_WEFT } from "../netlink/netlink.ts";
 import type { Route } from "../netlink/types.ts";
@@ -21,9 +22,11 @@ import { leaseViews } from "../subnet/manager.ts";
 import { readSubnetEnv, renderSubnetEnv } from "../subnet/subnet-env.ts";
 import { configKey, storeFromFlags } from "./store-from-flags.ts";
 
-function describeRoute(r: Route): string {
+function describeRoute(r: Route, names: ReadonlyMap<number, string>): string {
   const via = r.gateway === undefined ? "" : ` via ${r.gateway}`;
-  return `${r.dst}${via} dev #${r.oif ?? "?"}${r.onlink === true ? " onlink" : ""} proto ${r.protocol ?? "boot"}`;
+  const dev = names.get(r.oif ?? -1) ?? `#${r.oif ?? "?"}`;
+  // The order `ip route show` prints.
+  return `${r.dst}${via} dev ${dev} proto ${r.protocol ?? "boot"}${r.onlink === true ? " onlink" : ""}`;
 }
 
 export async function runPlan(flags: AgentFlags, write: (line: string) => void): Promise<number> {
@@ -61,10 +64,14 @@ export async function runPlan(flags: AgentFlags, write: (line: string) => void):
     write(
       `lease: ${choice.rule === "reuse-own-lease" ? "keep" : "would acquire"} ${formatCidr(own)} (${choice.rule})`,
     );
-    const leases = entries.flatMap((kv) => {
-      const parsed = parseLease(kv, config.network);
-      return parsed.ok ? [parsed.lease] : [];
-    });
+    const leases = withoutOverlaps(
+      entries.flatMap((kv) => {
+        const parsed = parseLease(kv, config.network);
+        return parsed.ok ? [parsed.lease] : [];
+      }),
+      (lease, winner) =>
+        write(`  ! ignoring ${lease.key}: subnet ${lease.subnetText} overlaps ${winner.key}`),
+    ).values();
     // The agent's own wiring: same backend, firewall spec and tables, so this is the run's diff.
     const { backend, firewall, tables, firewallSpec } = wire({
       config,
@@ -77,6 +84,9 @@ export async function runPlan(flags: AgentFlags, write: (line: string) => void):
     const device = await backend.ensureDevice(own, { dryRun: true });
     write(`backend ${backend.type}, MTU ${backend.mtu()}`);
     for (const action of device.actions) write(`  would ${action}`);
+    const names = new Map((await netlink.linkList()).items.map((l) => [l.index, l.name] as const));
+    if (backend.deviceName !== undefined && device.index !== undefined && !names.has(device.index))
+      names.set(device.index, backend.deviceName);
     const ctx = { ownSubnet: own, ext: external.ext, protocol: RTPROT_WEFT };
     const peers = new PeerTable((l, c) => backend.peer(l, c), ctx, leases);
     tables.setDesired(peers);
@@ -85,8 +95,8 @@ export async function runPlan(flags: AgentFlags, write: (line: string) => void):
     write(
       `routes: ${peers.routes.size} desired, ${delta.routes.upserts.length} to add or replace, ${delta.routes.deletes.length} to delete`,
     );
-    for (const [, r] of delta.routes.deletes) write(`  - ${describeRoute(r)}`);
-    for (const [, r] of delta.routes.upserts) write(`  + ${describeRoute(r)}`);
+    for (const [, r] of delta.routes.deletes) write(`  - ${describeRoute(r, names)}`);
+    for (const [, r] of delta.routes.upserts) write(`  + ${describeRoute(r, names)}`);
     if (backend.type === "vxlan") {
       const { neighs, fdb } = delta;
       write(

@@ -219,25 +219,13 @@ export class LeaseWatcher {
       this.#index(parsed.lease);
     }
     for (const key of this.#parsed.keys()) if (!this.#raw.has(key)) this.#parsed.delete(key);
-    candidates.sort(
-      (x, y) =>
-        x.subnet.ip - y.subnet.ip || x.subnet.prefixLen - y.subnet.prefixLen || (x.key < y.key ? -1 : 1),
+    return withoutOverlaps(candidates, (lease, winner) =>
+      this.#reject(
+        this.#raw.get(lease.key) as KeyValue,
+        "overlap",
+        `subnet ${lease.subnetText} overlaps ${winner.subnetText} (${winner.key})`,
+      ),
     );
-    const valid = new Map<string, Lease>();
-    let last: Lease | undefined;
-    for (const lease of candidates) {
-      if (last !== undefined && cidrsOverlap(last.subnet, lease.subnet)) {
-        this.#reject(
-          this.#raw.get(lease.key) as KeyValue,
-          "overlap",
-          `subnet ${lease.subnetText} overlaps ${last.subnetText} (${last.key})`,
-        );
-        continue;
-      }
-      last = lease;
-      valid.set(lease.key, lease);
-    }
-    return valid;
   }
 
   #reject(kv: KeyValue, rule: string, reason: string): void {
@@ -248,4 +236,30 @@ export class LeaseWatcher {
     this.#o.metrics.leasesRejected.inc({ reason: rule });
     this.#o.log.warn("ignoring invalid lease", { key: kv.key, reason });
   }
+}
+
+/**
+ * The leases that win overlaps: sorted by start address (then prefix length, then key), a lease that
+ * overlaps the last accepted one is rejected (`onReject` names the winner). The watcher and
+ * `weft plan` both use this, so a plan routes exactly the leases a running agent would.
+ */
+export function withoutOverlaps(
+  candidates: Lease[],
+  onReject: (lease: Lease, winner: Lease) => void = () => undefined,
+): Map<string, Lease> {
+  candidates.sort(
+    (x, y) =>
+      x.subnet.ip - y.subnet.ip || x.subnet.prefixLen - y.subnet.prefixLen || (x.key < y.key ? -1 : 1),
+  );
+  const valid = new Map<string, Lease>();
+  let last: Lease | undefined;
+  for (const lease of candidates) {
+    if (last !== undefined && cidrsOverlap(last.subnet, lease.subnet)) {
+      onReject(lease, last);
+      continue;
+    }
+    last = lease;
+    valid.set(lease.key, lease);
+  }
+  return valid;
 }

@@ -114,7 +114,7 @@ export function canUseNetns(): boolean {
 
 export interface Host {
   readonly ns: Netns;
-  /** Address on the shared segment, e.g. `172.17.42.41`. */
+  /** Address on the host's segment, e.g. `172.17.42.41`. */
   readonly address: string;
   /** Name of the host's interface on the segment (`eth0`). */
   readonly iface: string;
@@ -125,6 +125,85 @@ export interface Segment {
   readonly lan: Netns;
   readonly hosts: readonly Host[];
   remove(): Promise<void>;
+}
+
+/** One L2 segment of a routed topology: its hosts, and the router's address on it. */
+export interface SegmentSpec {
+  /** The router's address on this segment (on bridge `br<n>` in the lan namespace), e.g. `172.17.43.1`. */
+  readonly router: string;
+  readonly prefixLen: number;
+  /** The hosts' eth0 addresses on this segment. */
+  readonly addresses: readonly string[];
+}
+
+export interface RoutedHost extends Host {
+  /** Index of the host's segment (its bridge is `br<segment>`). */
+  readonly segment: number;
+  /** The router's address on the host's segment: the host's default gateway. */
+  readonly router: string;
+}
+
+export interface RoutedSegments extends Segment {
+  /** The router: one bridge per segment, each with the router's address, ip_forward on. */
+  readonly lan: Netns;
+  /** Every host, segment 0's first, in the order the specs list them. */
+  readonly hosts: readonly RoutedHost[];
+}
+
+interface BridgeSpec {
+  readonly prefixLen: number;
+  readonly addresses: readonly string[];
+  /** Router address on the bridge; hosts then route `default via` it. None: a plain switch. */
+  readonly router?: string;
+}
+
+/**
+ * Builds the lan namespace with bridge `br<n>` per spec, and one host namespace per address whose
+ * `eth0` is a veth plugged into its bridge. Hosts are numbered `h1…` and ports `p1…` across all
+ * bridges. Everything made is removed again when a step fails.
+ */
+async function buildBridges(
+  prefix: string,
+  specs: readonly BridgeSpec[],
+  options: { mtu?: number },
+): Promise<{ lan: Netns; hosts: (Host & { segment: number })[]; remove(): Promise<void> }> {
+  const all: Netns[] = [];
+  const remove = async () => {
+    await Promise.all(all.map((ns) => ns.remove()));
+  };
+  try {
+    const lan = await Netns.create(uniqueName(`${prefix}-lan`));
+    all.push(lan);
+    const routed = specs.some((s) => s.router !== undefined);
+    if (routed) await lan.sysctl("net.ipv4.ip_forward=1");
+    const hosts: (Host & { segment: number })[] = [];
+    for (const [segment, spec] of specs.entries()) {
+      const bridge = `br${segment}`;
+      await lan.ip("link", "add", bridge, "type", "bridge");
+      if (spec.router !== undefined) {
+        await lan.ip("addr", "add", `${spec.router}/${spec.prefixLen}`, "dev", bridge);
+      }
+      await lan.ip("link", "set", bridge, "up");
+      for (const address of spec.addresses) {
+        const n = hosts.length + 1;
+        const ns = await Netns.create(uniqueName(`${prefix}-h${n}`));
+        all.push(ns);
+        const port = `p${n}`;
+        await lan.ip("link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns.name);
+        await lan.ip("link", "set", port, "master", bridge, "up");
+        if (options.mtu !== undefined) await ns.ip("link", "set", "eth0", "mtu", String(options.mtu));
+        await ns.ip("addr", "add", `${address}/${spec.prefixLen}`, "dev", "eth0");
+        await ns.ip("link", "set", "eth0", "up");
+        if (spec.router !== undefined) await ns.ip("route", "add", "default", "via", spec.router);
+        await ns.sysctl("net.ipv4.ip_forward=1");
+        hosts.push({ ns, address, iface: "eth0", segment });
+      }
+    }
+    return { lan, hosts, remove };
+  } catch (err) {
+    await remove();
+    throw err;
+  }
 }
 
 /**
@@ -138,34 +217,30 @@ export async function createSegment(
   prefixLen: number,
   options: { mtu?: number } = {},
 ): Promise<Segment> {
-  const all: Netns[] = [];
-  try {
-    const lan = await Netns.create(uniqueName(`${prefix}-lan`));
-    all.push(lan);
-    await lan.ip("link", "add", "br0", "type", "bridge");
-    await lan.ip("link", "set", "br0", "up");
-    const hosts: Host[] = [];
-    for (const [i, address] of addresses.entries()) {
-      const ns = await Netns.create(uniqueName(`${prefix}-h${i + 1}`));
-      all.push(ns);
-      const port = `p${i + 1}`;
-      await lan.ip("link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns.name);
-      await lan.ip("link", "set", port, "master", "br0", "up");
-      if (options.mtu !== undefined) await ns.ip("link", "set", "eth0", "mtu", String(options.mtu));
-      await ns.ip("addr", "add", `${address}/${prefixLen}`, "dev", "eth0");
-      await ns.ip("link", "set", "eth0", "up");
-      await ns.sysctl("net.ipv4.ip_forward=1");
-      hosts.push({ ns, address, iface: "eth0" });
-    }
-    return {
-      lan,
-      hosts,
-      async remove() {
-        await Promise.all(all.map((ns) => ns.remove()));
-      },
-    };
-  } catch (err) {
-    await Promise.all(all.map((ns) => ns.remove()));
-    throw err;
-  }
+  const built = await buildBridges(prefix, [{ addresses, prefixLen }], options);
+  return {
+    lan: built.lan,
+    hosts: built.hosts.map(({ ns, address, iface }) => ({ ns, address, iface })),
+    remove: built.remove,
+  };
+}
+
+/**
+ * Several L2 segments joined by a router: the "lan" namespace holds bridge `br<n>` for segment n with
+ * the router's address on it (`ip addr add <router>/<len> dev br<n>`) and forwards between them
+ * (ip_forward=1). Each host's `eth0` is a veth on its segment's bridge, addressed
+ * `<address>/<prefixLen>`, with `ip route add default via <router>` and ip_forward on. Hosts on
+ * different segments reach each other only through the router, never on one L2 link.
+ */
+export async function createRoutedSegments(
+  prefix: string,
+  segments: readonly SegmentSpec[],
+  options: { mtu?: number } = {},
+): Promise<RoutedSegments> {
+  const built = await buildBridges(prefix, segments, options);
+  return {
+    lan: built.lan,
+    hosts: built.hosts.map((h) => ({ ...h, router: segments[h.segment]?.router ?? "" })),
+    remove: built.remove,
+  };
 }

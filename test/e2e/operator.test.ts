@@ -7,6 +7,8 @@ import { Cluster, eventually, SEED_000_CONFIG } from "./cluster.ts";
 
 const MAIN = join(import.meta.dir, "..", "..", "src", "main.ts");
 let cluster: Cluster;
+/** The route lines `weft plan` printed for host 1 before its agent ran. */
+let planned: string[] = [];
 
 /** GET from inside host i's namespace (the agent listens on 127.0.0.1 there). */
 async function httpGet(i: number, path: string): Promise<{ status: number; body: string }> {
@@ -42,7 +44,11 @@ test.skipIf(!canUseNetns())(
       `--subnet-file=${cluster.subnetFile(0)}`,
     ]);
     expect(r.stdout).toMatch(/^lease: would acquire 192\.168\.\d+\.\d+\/26 \(allocate-free\)$/m);
-    expect(r.stdout).toMatch(/^ {2}\+ 192\.168\.\d+\.\d+\/26 via 172\.17\.42\.42 proto 77 dev eth0$/m);
+    expect(r.stdout).toMatch(/^ {2}\+ 192\.168\.\d+\.\d+\/26 via 172\.17\.42\.42 dev eth0 proto 77$/m);
+    planned = r.stdout
+      .split("\n")
+      .filter((l) => l.startsWith("  + "))
+      .map((l) => l.slice(4));
     expect(r.stdout).toContain("WEFT-FWD");
     expect(r.stdout).toMatch(/FLANNEL_NETWORK=192\.168\.0\.0\/16/);
     expect(await cluster.routes(0)).toEqual([]);
@@ -78,6 +84,9 @@ test.skipIf(!canUseNetns())(
       peers: { publicIP: string; route: boolean }[];
     };
     expect(status.peers).toEqual([expect.objectContaining({ publicIP: "172.17.42.42", route: true })]);
+    // Plan and run agree: the routes the plan listed are the routes the agent installed.
+    expect(planned.length).toBe(1);
+    expect(await cluster.routes(0)).toEqual(planned);
     expect(
       cluster
         .subnetEnv(0)

@@ -389,6 +389,44 @@ describe.skipIf(!canUseNetns())("vxlan on sqlite (seed 003 config)", () => {
     expect([...(await leases(cluster)).values()].find((v) => v.PublicIP === "172.17.42.42")).toEqual(lease);
     expect(cluster.agents.get(1)?.log()).not.toContain("created flannel.100");
   }, 30_000);
+
+  test("vxlan - weft plan on a host without the device lists exactly the routes, neighbours and FDB entries the agent then installs", async () => {
+    const ns = cluster.host(2).ns;
+    expect(await cluster.stopAgent(2)).toBe(0);
+    await ns.ip("link", "del", dev);
+    const r = await ns.exec([
+      process.execPath,
+      MAIN,
+      "plan",
+      "--store=sqlite",
+      `--store-endpoints=${cluster.endpoint}`,
+      `--etcd-prefix=${cluster.prefix}`,
+      "--iface=eth0",
+      `--subnet-file=${cluster.subnetFile(2)}`,
+    ]);
+    expect(r.stdout).toContain("backend vxlan, MTU 1450");
+    expect(r.stdout).toContain("would create flannel.100 (absent; vxlan id 100, MTU 1450)");
+    expect(await vxlanDevice(ns, dev)).toBeUndefined();
+    const section = (title: string) => {
+      const lines = r.stdout.split("\n");
+      const start = lines.findIndex((l) => l.startsWith(`${title}:`));
+      const out: string[] = [];
+      for (const line of lines.slice(start + 1)) {
+        if (!line.startsWith("  + ")) break;
+        out.push(line.slice(4));
+      }
+      return out.sort();
+    };
+    cluster.startAgent(2);
+    await eventually(
+      "the agent's first apply",
+      () => cluster.agents.get(2)?.log().includes("first full apply done") === true,
+    );
+    expect(section("routes").length).toBe(2);
+    expect(await cluster.routes(2)).toEqual(section("routes"));
+    expect(await entries(ns, "neigh", dev)).toEqual(section("neighbours").map((l) => `${l} PERMANENT`));
+    expect(await entries(ns, "fdb", dev)).toEqual(section("fdb").map((l) => `${l} self permanent`));
+  }, 30_000);
 });
 
 /** Seed 004's flannel-config.json (vxlan with the default VNI, then host-gw). */
