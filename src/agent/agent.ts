@@ -260,7 +260,8 @@ export class Agent implements StatusSource {
     this.#deviceStale = false;
     for (const action of state.actions) {
       this.#o.log.info("backend device", { backend: backend.type, action });
-      if (ownSubnet !== undefined) this.#o.metrics.driftRepairs.inc({ kind: "device" });
+      // After the first apply, any change to the device is a repair of someone else's change.
+      if (this.#firstApplyOk) this.#o.metrics.driftRepairs.inc({ kind: "device" });
     }
     if (state.changed) this.#recompute();
   }

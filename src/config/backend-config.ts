@@ -100,7 +100,7 @@ export function parseBackendConfig(raw: unknown): { backend: BackendConfig; warn
   if (raw === undefined) {
     throw missingField(
       "Backend",
-      'flanneld would fall back to the udp backend, which weft does not implement; set Backend.Type, e.g. "Backend": {"Type": "host-gw"} (weft runs host-gw; "vxlan" is accepted for flanneld hosts)',
+      'flanneld would fall back to its udp backend, which weft does not implement; set Backend.Type, e.g. "Backend": {"Type": "vxlan"} (the same overlay, in the kernel) or {"Type": "host-gw"} when all hosts share one L2 segment',
     );
   }
   const object = objectSchema.safeParse(raw);
@@ -111,7 +111,7 @@ export function parseBackendConfig(raw: unknown): { backend: BackendConfig; warn
   if (!parsed.success) throw fromZodIssue(parsed.error, matched.fields, "Backend");
   const fields = parsed.data;
 
-  const type = checkType(fields.Type);
+  const type = checkType(fields.Type, warnings);
   for (const field of WINDOWS_FIELDS) {
     if (fields[field] !== undefined)
       warnings.push(`network config: Backend.${field} is Windows-only and ignored`);
@@ -140,16 +140,20 @@ export function parseBackendConfig(raw: unknown): { backend: BackendConfig; warn
   };
 }
 
-function checkType(type: string | undefined): BackendType {
+function checkType(type: string | undefined, warnings: string[]): BackendType {
   const supported = 'weft supports "host-gw" and "vxlan"';
-  if (type === undefined) throw missingField("Backend.Type", `set it to "host-gw" or "vxlan"`);
-  if ((SUPPORTED_BACKENDS as readonly string[]).includes(type)) return type as BackendType;
+  if (type === undefined) throw missingField("Backend.Type", `set it to "vxlan" or "host-gw"`);
+  // flanneld lower-cases the type (`"Host-GW"` works there), so weft does too.
   const lower = type.toLowerCase();
   if ((SUPPORTED_BACKENDS as readonly string[]).includes(lower)) {
+    if (lower !== type) warnings.push(`network config: Backend.Type "${type}" is read as "${lower}"`);
+    return lower as BackendType;
+  }
+  if (lower === "udp") {
     throw invalidField(
       "Backend.Type",
       type,
-      `backend types are case-sensitive (as in flanneld); write "${lower}"`,
+      'weft does not implement the udp backend (a user-space tunnel); use "vxlan": the same overlay, done in the kernel',
     );
   }
   if (FLANNEL_ONLY_BACKENDS.includes(lower)) {
