@@ -1,10 +1,14 @@
 /**
- * `weft demo`: seed 000 (flannel host-gw with etcd) on one machine, with weft on the embedded SQLite
- * store. Three hosts 172.17.42.41–43 share one L2 segment (network namespaces joined by a bridge);
- * each runs a weft agent, gets a /26 of 192.168.0.0/16, and has a "container" namespace on a docker0
- * bridge configured from subnet.env like docker's --bip, with FORWARD policy DROP as docker sets it.
- * It prints each host's routes and subnet.env, pings across hosts, traces a path, and removes
- * everything it created — also on Ctrl-C or failure. Nothing outside its namespaces is changed.
+ * `weft demo`: a flannel seed on one machine, with weft on the embedded SQLite store.
+ * - default (seed 000, host-gw): three hosts 172.17.42.41–43 share one L2 segment (network namespaces
+ *   joined by a bridge); each gets a /26 of 192.168.0.0/16.
+ * - `--backend=vxlan` (seed 003): its config (10.0.0.0/8, /20 subnets, VNI 100, port 8472) and its hosts
+ *   192.168.205.10 and .11, plus a third host 192.168.206.10 on another segment behind a router, which
+ *   host-gw could not reach; agents started with `-iface=<the host's IP>` as the seed writes it.
+ * Each host has a "container" namespace on a docker0 bridge configured from subnet.env like docker's
+ * --bip/--mtu, with FORWARD policy DROP as docker sets it. The demo prints each host's routes (and the
+ * vxlan device, neighbours and FDB), pings across hosts, traces a path, and removes everything it
+ * created — also on Ctrl-C or failure. Nothing outside its namespaces is changed.
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -14,6 +18,7 @@ import { openStore } from "../../stores/index.ts";
 import { WeftError, WeftErrorCode } from "../errors.ts";
 import {
   canUseNetns,
+  createRoutedSegments,
   createSegment,
   type Host,
   Netns,
@@ -21,9 +26,6 @@ import {
   type Segment,
   uniqueName,
 } from "../netns/netns.ts";
-
-const HOSTS = ["172.17.42.41", "172.17.42.42", "172.17.42.43"];
-const PREFIX = "/cluster.hostgw/network";
 /** Seed 000's flannel.json, exactly as the tutorial writes it. */
 export const SEED_000_CONFIG = `{
 "Network": "192.168.0.0/16",
@@ -35,6 +37,59 @@ export const SEED_000_CONFIG = `{
 "Type": "host-gw"
 }
 }`;
+
+/** Seed 003's flannel-network-config.json, exactly as the tutorial writes it. */
+export const SEED_003_CONFIG = `{
+"Network": "10.0.0.0/8",
+"SubnetLen": 20,
+"SubnetMin": "10.10.0.0",
+"SubnetMax": "10.99.0.0",
+"Backend": {
+"Type": "vxlan",
+"VNI": 100,
+"Port": 8472
+}
+}`;
+
+interface Scenario {
+  readonly title: string;
+  readonly prefix: string;
+  readonly config: string;
+  /** The extra lines to print per host, as commands run inside it. */
+  readonly show: readonly (readonly string[])[];
+  /** The flag that picks the external interface, as the seed writes it. */
+  iface(host: Host): string;
+  build(): Promise<Segment>;
+}
+
+const SCENARIOS: Readonly<Record<"host-gw" | "vxlan", Scenario>> = {
+  "host-gw": {
+    title: "seed 000 (host-gw): 172.17.42.41, .42, .43 on one L2 segment",
+    prefix: "/cluster.hostgw/network",
+    config: SEED_000_CONFIG,
+    show: [["ip", "route", "show"]],
+    iface: () => "--iface=eth0",
+    build: () => createSegment("wd", ["172.17.42.41", "172.17.42.42", "172.17.42.43"], 16),
+  },
+  vxlan: {
+    title:
+      "seed 003 (vxlan, VNI 100): 192.168.205.10 and .11 on one segment, 192.168.206.10 on another behind a router",
+    prefix: "/coreos.com/network",
+    config: SEED_003_CONFIG,
+    show: [
+      ["ip", "-d", "link", "show", "flannel.100"],
+      ["ip", "route", "show"],
+      ["ip", "neigh", "show", "dev", "flannel.100"],
+      ["bridge", "fdb", "show", "dev", "flannel.100"],
+    ],
+    iface: (host) => `-iface=${host.address}`,
+    build: () =>
+      createRoutedSegments("wd", [
+        { router: "192.168.205.1", prefixLen: 24, addresses: ["192.168.205.10", "192.168.205.11"] },
+        { router: "192.168.206.1", prefixLen: 24, addresses: ["192.168.206.10"] },
+      ]),
+  },
+};
 
 interface DemoHost {
   readonly host: Host;
@@ -100,25 +155,28 @@ export async function addContainer(
   return { ns: ctr, ip };
 }
 
-async function runDemoSteps(segment: Segment, hosts: DemoHost[], db: string): Promise<void> {
-  say(`== seed 000 topology: ${HOSTS.join(", ")} on one L2 segment; store: sqlite ${db}`);
+async function runDemoSteps(scenario: Scenario, hosts: DemoHost[], db: string): Promise<void> {
+  const { prefix } = scenario;
+  say(`== ${scenario.title}; store: sqlite ${db}`);
   const store = openStore("sqlite", { endpoints: [db] });
-  await store.create(`${PREFIX}/config`, SEED_000_CONFIG);
+  await store.create(`${prefix}/config`, scenario.config);
   await store.close();
-  say(`$ weft config set --store=sqlite --etcd-prefix=${PREFIX} < flannel.json`);
+  say(`$ weft config set --store=sqlite --etcd-prefix=${prefix} < flannel-network-config.json`);
+  say(scenario.config);
 
   for (const [i, h] of hosts.entries()) {
     await h.host.ns.exec(["iptables", "-P", "FORWARD", "DROP"]);
+    const iface = scenario.iface(h.host);
     const args = [
       ...weftCommand(),
       "--store=sqlite",
       `--store-endpoints=${db}`,
-      `--etcd-prefix=${PREFIX}`,
-      "--iface=eth0",
+      `--etcd-prefix=${prefix}`,
+      iface,
       `--subnet-file=${join(h.dir, "subnet.env")}`,
     ];
     h.agent = h.host.ns.spawn(args);
-    say(`[host${i + 1} ${h.host.address}] $ weft --store=sqlite --etcd-prefix=${PREFIX} --iface=eth0 &`);
+    say(`[host${i + 1} ${h.host.address}] $ weft --store=sqlite --etcd-prefix=${prefix} ${iface} &`);
   }
   await waitFor(
     "every agent to route to every peer",
@@ -140,8 +198,10 @@ async function runDemoSteps(segment: Segment, hosts: DemoHost[], db: string): Pr
     h.containerIP = container.ip;
     say(`\n[host${i + 1}] $ cat /run/flannel/subnet.env`);
     say(readFileSync(join(h.dir, "subnet.env"), "utf8").trimEnd());
-    say(`[host${i + 1}] $ ip route show`);
-    say((await h.host.ns.ip("route", "show")).stdout.trimEnd());
+    for (const command of scenario.show) {
+      say(`[host${i + 1}] $ ${command.join(" ")}`);
+      say((await h.host.ns.exec(command)).stdout.trimEnd());
+    }
   }
   const [first, , third] = hosts;
   say("");
@@ -168,14 +228,15 @@ async function runDemoSteps(segment: Segment, hosts: DemoHost[], db: string): Pr
     say(t.stdout.trimEnd());
   }
   say(`\nall ${hosts.length} hosts route to each other's containers with FORWARD policy DROP; cleaning up`);
-  void segment;
 }
 
-const USAGE = `usage: weft demo
+const USAGE = `usage: weft demo [--backend=host-gw|vxlan]
 
-Builds seed 000 (host-gw on one L2 segment) in network namespaces it creates: a store namespace and
-three hosts, one weft agent per host on a shared SQLite store, a container namespace behind each
-host's docker0 with FORWARD policy DROP. It prints each host's routes and subnet.env, pings every
+Builds a flannel seed in network namespaces it creates, with one weft agent per host on a shared
+SQLite store and a container namespace behind each host's docker0 with FORWARD policy DROP:
+  --backend=host-gw  (default) seed 000: three hosts on one L2 segment, host-gw routes
+  --backend=vxlan    seed 003: VNI 100, hosts on two segments joined by a router, flannel.100
+It prints each host's subnet.env and routes (and the vxlan device, neighbours and FDB), pings every
 container from every other host, traces one path, and removes everything it made, also on failure
 or Ctrl-C. Needs root and iproute2, iptables, ping and traceroute; the root namespace is not touched.
 `;
@@ -185,10 +246,18 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
     process.stdout.write(USAGE);
     return 0;
   }
-  if (argv.length > 0) {
-    process.stderr.write(`weft demo: unexpected argument "${argv[0]}" (it takes none)\n${USAGE}`);
+  let backend: keyof typeof SCENARIOS = "host-gw";
+  for (const arg of argv) {
+    const value = arg.match(/^--?backend=(.*)$/)?.[1];
+    if (value === "host-gw" || value === "vxlan") {
+      backend = value;
+      continue;
+    }
+    const why = value === undefined ? "" : ` (--backend takes host-gw or vxlan)`;
+    process.stderr.write(`weft demo: unexpected argument "${arg}"${why}\n${USAGE}`);
     return 2;
   }
+  const scenario = SCENARIOS[backend];
   if (!canUseNetns()) {
     process.stderr.write("weft demo: needs root and iproute2 (it builds hosts in network namespaces)\n");
     return 1;
@@ -209,12 +278,12 @@ export async function runDemo(argv: readonly string[]): Promise<number> {
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   try {
-    segment = await createSegment("wd", HOSTS, 16);
+    segment = await scenario.build();
     for (const [i, host] of segment.hosts.entries()) {
       const hostDir = join(dir, `host${i + 1}`);
       hosts.push({ host, dir: hostDir });
     }
-    await runDemoSteps(segment, hosts, join(dir, "weft.db"));
+    await runDemoSteps(scenario, hosts, join(dir, "weft.db"));
     return 0;
   } catch (err) {
     process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);

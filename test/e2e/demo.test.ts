@@ -32,13 +32,48 @@ test.skipIf(!canUseNetns())(
   120_000,
 );
 
+test.skipIf(!canUseNetns())(
+  "demo - --backend=vxlan runs seed 003 across two segments: flannel.100, onlink routes, neighbours, FDB, pings",
+  async () => {
+    const proc = Bun.spawn([process.execPath, main, "demo", "--backend=vxlan"], {
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const [out, err, code] = await Promise.all([
+      new Response(proc.stdout).text(),
+      new Response(proc.stderr).text(),
+      proc.exited,
+    ]);
+    if (code !== 0) console.error(out, err);
+    expect(code).toBe(0);
+    expect(out).toContain("-iface=192.168.206.10 &");
+    expect(
+      out.match(/vxlan id 100 local 192\.168\.20[56]\.1[01] dev eth0 .*dstport 8472 nolearning/g)?.length,
+    ).toBe(3);
+    expect(
+      out.match(/^10\.\d+\.\d+\.0\/20 via 10\.\d+\.\d+\.0 dev flannel\.100 proto 77 onlink ?$/gm)?.length,
+    ).toBe(6);
+    expect(out.match(/^10\.\d+\.\d+\.0 lladdr [0-9a-f:]{17} PERMANENT ?$/gm)?.length).toBe(6);
+    expect(out.match(/^[0-9a-f:]{17} dst 192\.168\.20[56]\.1[01] self permanent$/gm)?.length).toBe(6);
+    expect(out.match(/^FLANNEL_MTU=1450$/gm)?.length).toBe(3);
+    expect(out.match(/2 received, 0% packet loss/g)?.length).toBe(6);
+    expect(Bun.spawnSync(["ip", "netns", "list"]).stdout.toString()).not.toMatch(/wd-/);
+  },
+  120_000,
+);
+
 test("demo --help prints what it does and changes nothing; an argument is refused by name", async () => {
   const before = Bun.spawnSync(["ip", "netns", "list"]).stdout.toString();
   const help = Bun.spawnSync([process.execPath, main, "demo", "--help"]);
   expect(help.exitCode).toBe(0);
-  expect(help.stdout.toString()).toStartWith("usage: weft demo\n");
+  expect(help.stdout.toString()).toStartWith("usage: weft demo [--backend=host-gw|vxlan]\n");
   const bad = Bun.spawnSync([process.execPath, main, "demo", "--hosts=5"]);
   expect(bad.exitCode).toBe(2);
   expect(bad.stderr.toString()).toContain('unexpected argument "--hosts=5"');
+  const udp = Bun.spawnSync([process.execPath, main, "demo", "--backend=udp"]);
+  expect(udp.exitCode).toBe(2);
+  expect(udp.stderr.toString()).toContain(
+    'unexpected argument "--backend=udp" (--backend takes host-gw or vxlan)',
+  );
   expect(Bun.spawnSync(["ip", "netns", "list"]).stdout.toString()).toBe(before);
 });
