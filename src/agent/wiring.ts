@@ -6,6 +6,7 @@
 import type { Backend } from "../backend/backend.ts";
 import { HostGwBackend } from "../backend/host-gw.ts";
 import { VxlanBackend } from "../backend/vxlan.ts";
+import type { AgentFlags } from "../config/flags.ts";
 import type { NetworkConfig } from "../config/network-config.ts";
 import { createFirewall, type Firewall, modeFromConfig } from "../firewall/firewall.ts";
 import type { FirewallSpec } from "../firewall/rules.ts";
@@ -49,6 +50,19 @@ export function createBackend(
         handle: netlink,
       });
   }
+}
+
+/** The wiring for the agent's flags (`weft` and `weft plan` take the same ones). */
+export function wireFromFlags(
+  flags: Pick<AgentFlags, "ipMasq" | "iptablesForwardRules" | "ipMasqFullyRandomDisable">,
+  input: Pick<WiringInput, "config" | "external" | "netlink">,
+): Wiring {
+  return wire({
+    ...input,
+    ipMasq: flags.ipMasq,
+    forwardRules: flags.iptablesForwardRules,
+    fullyRandomDisable: flags.ipMasqFullyRandomDisable,
+  });
 }
 
 export function wire(input: WiringInput): Wiring {

@@ -6,7 +6,7 @@
  */
 
 import { chooseExternal } from "../agent/ext-iface.ts";
-import { wire } from "../agent/wiring.ts";
+import { wireFromFlags } from "../agent/wiring.ts";
 import { PeerTable } from "../backend/peer-table.ts";
 import type { AgentFlags } from "../config/flags.ts";
 import { parseNetworkConfig } from "../config/network-config.ts";
@@ -73,14 +73,7 @@ export async function runPlan(flags: AgentFlags, write: (line: string) => void):
         write(`  ! ignoring ${lease.key}: subnet ${lease.subnetText} overlaps ${winner.key}`),
     ).values();
     // The agent's own wiring: same backend, firewall spec and tables, so this is the run's diff.
-    const { backend, firewall, tables, firewallSpec } = wire({
-      config,
-      external,
-      netlink,
-      ipMasq: flags.ipMasq,
-      forwardRules: flags.iptablesForwardRules,
-      fullyRandomDisable: flags.ipMasqFullyRandomDisable,
-    });
+    const { backend, firewall, tables, firewallSpec } = wireFromFlags(flags, { config, external, netlink });
     const device = await backend.ensureDevice(own, { dryRun: true });
     write(`backend ${backend.type}, MTU ${backend.mtu()}`);
     for (const action of device.actions) write(`  would ${action}`);

@@ -8,7 +8,7 @@
 import type { Store } from "../../stores/store.ts";
 import { Agent, type KernelEvents } from "../agent/agent.ts";
 import { chooseExternal } from "../agent/ext-iface.ts";
-import { wire } from "../agent/wiring.ts";
+import { wireFromFlags } from "../agent/wiring.ts";
 import { systemClock } from "../clock.ts";
 import { type AgentFlags, formatHelp, parseFlags } from "../config/flags.ts";
 import { type NetworkConfig, parseNetworkConfig } from "../config/network-config.ts";
@@ -153,14 +153,7 @@ export async function runAgent(
       backend: config.backend.type,
     });
     const metrics = new Metrics();
-    const wiring = wire({
-      config,
-      external,
-      netlink,
-      ipMasq: flags.ipMasq,
-      forwardRules: flags.iptablesForwardRules,
-      fullyRandomDisable: flags.ipMasqFullyRandomDisable,
-    });
+    const wiring = wireFromFlags(flags, { config, external, netlink });
     // vxlan also keeps ARP and FDB entries: their events come from the neigh group.
     const groups =
       config.backend.type === "vxlan"

@@ -6,17 +6,23 @@ import { canUseNetns } from "../../src/netns/netns.ts";
 
 const main = join(import.meta.dir, "..", "..", "src", "main.ts");
 
+/** Runs `weft demo <args>` and returns what it printed; fails the test unless it exits 0. */
+async function demo(...args: string[]): Promise<string> {
+  const proc = Bun.spawn([process.execPath, main, "demo", ...args], { stdout: "pipe", stderr: "pipe" });
+  const [out, err, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  if (code !== 0) console.error(out, err);
+  expect(code).toBe(0);
+  return out;
+}
+
 test.skipIf(!canUseNetns())(
   "demo - seed 000 host-gw on sqlite: routes, subnet.env, pings and a 3-hop trace",
   async () => {
-    const proc = Bun.spawn([process.execPath, main, "demo"], { stdout: "pipe", stderr: "pipe" });
-    const [out, err, code] = await Promise.all([
-      new Response(proc.stdout).text(),
-      new Response(proc.stderr).text(),
-      proc.exited,
-    ]);
-    if (code !== 0) console.error(out, err);
-    expect(code).toBe(0);
+    const out = await demo();
     const routes = out.match(/^192\.168\.\d+\.\d+\/26 via 172\.17\.42\.4[123] dev eth0 proto 77 ?$/gm) ?? [];
     expect(routes.length).toBe(6);
     const subnets = [...out.matchAll(/^FLANNEL_SUBNET=(192\.168\.\d+\.\d+)\/26$/gm)].map((m) => m[1]);
@@ -35,17 +41,7 @@ test.skipIf(!canUseNetns())(
 test.skipIf(!canUseNetns())(
   "demo - --backend=vxlan runs seed 003 across two segments: flannel.100, onlink routes, neighbours, FDB, pings",
   async () => {
-    const proc = Bun.spawn([process.execPath, main, "demo", "--backend=vxlan"], {
-      stdout: "pipe",
-      stderr: "pipe",
-    });
-    const [out, err, code] = await Promise.all([
-      new Response(proc.stdout).text(),
-      new Response(proc.stderr).text(),
-      proc.exited,
-    ]);
-    if (code !== 0) console.error(out, err);
-    expect(code).toBe(0);
+    const out = await demo("--backend=vxlan");
     expect(out).toContain("-iface=192.168.206.10 &");
     expect(
       out.match(/vxlan id 100 local 192\.168\.20[56]\.1[01] dev eth0 .*dstport 8472 nolearning/g)?.length,

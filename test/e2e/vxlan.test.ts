@@ -4,25 +4,12 @@
 // Seed 004 (etcd v3, prefix with a trailing slash, --ip-masq, then the switch to host-gw) is below.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { addContainer } from "../../src/demo/demo.ts";
+import { addContainer, SEED_003_CONFIG } from "../../src/demo/demo.ts";
 import { canUseNetns, type Netns } from "../../src/netns/netns.ts";
 import { openStore } from "../../stores/index.ts";
 import { Cluster, eventually } from "./cluster.ts";
 
 const MAIN = join(import.meta.dir, "..", "..", "src", "main.ts");
-
-/** Seed 003's flannel-network-config.json. */
-export const SEED_003_CONFIG = `{
-"Network": "10.0.0.0/8",
-"SubnetLen": 20,
-"SubnetMin": "10.10.0.0",
-"SubnetMax": "10.99.0.0",
-"Backend": {
-"Type": "vxlan",
-"VNI": 100,
-"Port": 8472
-}
-}`;
 
 const ONLINK = /^(10\.\d+\.\d+\.0\/20) via (10\.\d+\.\d+\.0) dev flannel\.100 proto 77 onlink$/;
 
@@ -203,21 +190,24 @@ describe.skipIf(!canUseNetns())("vxlan on sqlite (seed 003 config)", () => {
     ];
     const before = await snapshot();
     const mac = (await vxlanDevice(ns, dev))?.mac;
+    const addForeign = async () => {
+      await ns.ip(
+        "neigh",
+        "add",
+        "192.0.2.50",
+        "lladdr",
+        "02:00:00:00:00:01",
+        "dev",
+        dev,
+        "nud",
+        "permanent",
+      );
+      const fdb = ["00:00:00:00:00:00", "dev", dev, "dst", "172.17.42.99", "self", "permanent"];
+      await ns.exec(["bridge", "fdb", "append", ...fdb]);
+    };
     // Foreign entries on weft's device: a neighbour outside the network, the all-zeros FDB default,
     // and a foreign route through the device.
-    await ns.ip("neigh", "add", "192.0.2.50", "lladdr", "02:00:00:00:00:01", "dev", dev, "nud", "permanent");
-    await ns.exec([
-      "bridge",
-      "fdb",
-      "append",
-      "00:00:00:00:00:00",
-      "dev",
-      dev,
-      "dst",
-      "172.17.42.99",
-      "self",
-      "permanent",
-    ]);
+    await addForeign();
     await ns.ip("route", "add", "10.200.0.0/16", "dev", dev, "proto", "static");
     // What weft owns: the snapshot without the foreign entries.
     const withForeign = async () => {
@@ -269,19 +259,7 @@ describe.skipIf(!canUseNetns())("vxlan on sqlite (seed 003 config)", () => {
 
     // The foreign neighbour and FDB entry died with the deleted device; before that they survived
     // every repair. Add them again and check one more repair leaves them.
-    await ns.ip("neigh", "add", "192.0.2.50", "lladdr", "02:00:00:00:00:01", "dev", dev, "nud", "permanent");
-    await ns.exec([
-      "bridge",
-      "fdb",
-      "append",
-      "00:00:00:00:00:00",
-      "dev",
-      dev,
-      "dst",
-      "172.17.42.99",
-      "self",
-      "permanent",
-    ]);
+    await addForeign();
     await ns.ip("route", "del", victimRoute);
     await back("the route to come back once more");
     expect(await entries(ns, "neigh", dev)).toContain("192.0.2.50 lladdr 02:00:00:00:00:01 PERMANENT");
