@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
 # Installs what weft's tests, benchmarks and demo need on a fresh Debian machine, and nothing twice:
-# Debian packages (store servers, iproute2, iptables, nftables, ping/traceroute), then Bun and the
-# npm packages pinned in package.json/bun.lock. Safe to run again; prints what it installs.
+# Debian packages (store servers, iproute2, iptables, nftables, ping/traceroute, tcpdump, iperf3,
+# curl), then Bun and the npm packages pinned in package.json/bun.lock, then the Go-built test
+# binaries. Safe to run again; prints what it installs.
+# `--demo`: only what `weft demo` uses (iproute2, iptables, ping, traceroute, Bun): no store servers,
+# no Go builds, so a newcomer's first command is quick.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+demo=false
+[[ ${1:-} == --demo ]] && demo=true
 
-debs=(etcd-server etcd-client nats-server iproute2 iptables nftables iputils-ping traceroute procps shellcheck systemd)
+if $demo; then
+  debs=(iproute2 iptables nftables iputils-ping traceroute procps)
+else
+  debs=(etcd-server etcd-client nats-server iproute2 iptables nftables iputils-ping traceroute procps shellcheck systemd tcpdump iperf3 curl)
+fi
 missing=()
 for pkg in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -34,7 +43,9 @@ if [[ ! -x node_modules/.bin/bun ]] || [[ $(node_modules/.bin/bun --version 2>/d
 fi
 
 # Store servers that Debian does not package (Consul) or packages too old (NATS with per-key TTL),
-# built once from the Go module proxy into ~/.cache/weft-test-bin. A failed build fails the setup.
-for server in nats-server consul; do
-  bash build/test-bin.sh "$server" >/dev/null
+# and flanneld v0.28.9 for the interop tests, built once from the Go module proxy into
+# ~/.cache/weft-test-bin. A failed build fails the setup.
+$demo && exit 0
+for bin in nats-server consul flanneld; do
+  bash build/test-bin.sh "$bin" >/dev/null
 done

@@ -1,15 +1,21 @@
 /**
- * An end-to-end cluster for tests: hosts in network namespaces on one L2 segment, a store every host
- * can reach (etcd inside the segment's bridge namespace on 172.17.42.1, or a SQLite file), and weft
- * agents started from source in the host namespaces. `stop()` ends every agent and server and removes
- * every namespace, also when a test fails.
+ * An end-to-end cluster for tests: hosts in network namespaces on one L2 segment (or on several
+ * segments joined by a router, `segments: [2, 1]`), a store every host can reach (etcd, Consul or
+ * NATS inside the bridge namespace on 172.17.42.1, or a SQLite file), and weft agents started from
+ * source in the host namespaces — or flanneld v0.28.9 (Go-built, build/test-bin.sh) on chosen hosts.
+ * `stop()` ends every agent and server and removes every namespace, also when a test fails.
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { SEED_000_CONFIG } from "../../src/demo/demo.ts";
-import { createSegment, type Segment } from "../../src/netns/netns.ts";
+import {
+  createRoutedSegments,
+  createSegment,
+  type RoutedSegments,
+  type Segment,
+} from "../../src/netns/netns.ts";
 import { openStore } from "../../stores/index.ts";
 
 const MAIN = join(import.meta.dir, "..", "..", "src", "main.ts");
@@ -18,26 +24,67 @@ export const STORE_IP = "172.17.42.1";
 export type ClusterStore = "sqlite" | "etcd" | "etcd2" | "consul" | "nats";
 
 export interface Agent {
+  /** weft from source, or the Go-built flanneld (`startFlanneld`). */
+  readonly kind: "weft" | "flanneld";
   readonly proc: Subprocess<"ignore", "pipe", "pipe">;
   /** Everything the agent wrote to stderr so far. */
   log(): string;
 }
 
+export interface ClusterOptions {
+  readonly store: ClusterStore;
+  readonly hosts: number;
+  readonly prefix?: string;
+  /**
+   * Hosts per routed segment: `[2, 1]` puts hosts 0–1 on segment 0 (172.17.42.41, .42/24) and host 2
+   * on segment 1 (172.17.43.41/24); segment n is 172.17.(42+n).0/24 with the router on .1, every host
+   * routes `default via` its router. The counts must add up to `hosts`. Without it: one segment,
+   * 172.17.42.(41+i)/16, no router and no default route.
+   */
+  readonly segments?: readonly number[];
+}
+
+/** The router's address on routed segment n: 172.17.(42+n).1 (segment 0's is STORE_IP). */
+export function routerAddress(segment: number): string {
+  return `172.17.${42 + segment}.1`;
+}
+
 export class Cluster {
   readonly agents = new Map<number, Agent>();
   #server: Subprocess | undefined;
+  /** The Network of the last config written with writeConfig (for routesAll). */
+  #network: string | undefined;
 
   private constructor(
     readonly segment: Segment,
+    /** The same topology when started with `segments`: hosts with their segment and router. */
+    readonly routed: RoutedSegments | undefined,
     readonly store: ClusterStore,
     readonly dir: string,
     readonly endpoint: string,
     readonly prefix: string,
   ) {}
 
-  static async start(options: { store: ClusterStore; hosts: number; prefix?: string }): Promise<Cluster> {
-    const addresses = Array.from({ length: options.hosts }, (_, i) => `172.17.42.${41 + i}`);
-    const segment = await createSegment("we", addresses, 16);
+  static async start(options: ClusterOptions): Promise<Cluster> {
+    let segment: Segment;
+    let routed: RoutedSegments | undefined;
+    if (options.segments === undefined) {
+      const addresses = Array.from({ length: options.hosts }, (_, i) => `172.17.42.${41 + i}`);
+      segment = await createSegment("we", addresses, 16);
+    } else {
+      const total = options.segments.reduce((a, b) => a + b, 0);
+      if (total !== options.hosts)
+        throw new Error(
+          `Cluster.start: segments ${JSON.stringify(options.segments)} hold ${total} hosts, not ${options.hosts}`,
+        );
+      const specs = options.segments.map((count, n) => ({
+        router: routerAddress(n),
+        prefixLen: 24,
+        addresses: Array.from({ length: count }, (_, j) => `172.17.${42 + n}.${41 + j}`),
+      }));
+      routed = await createRoutedSegments("we", specs);
+      segment = routed;
+    }
     const dir = mkdtempSync(join(tmpdir(), "weft-e2e-"));
     const prefix = options.prefix ?? "/cluster.hostgw/network";
     const endpoint = {
@@ -47,7 +94,7 @@ export class Cluster {
       consul: `http://${STORE_IP}:8500`,
       nats: `nats://${STORE_IP}:4222`,
     }[options.store];
-    const cluster = new Cluster(segment, options.store, dir, endpoint, prefix);
+    const cluster = new Cluster(segment, routed, options.store, dir, endpoint, prefix);
     try {
       if (options.store === "etcd" || options.store === "etcd2")
         await cluster.#startEtcd(options.store === "etcd2");
@@ -75,6 +122,11 @@ export class Cluster {
     return out.trim().split("\n").at(-1) ?? "";
   }
 
+  /** Puts STORE_IP on br0 for the server; a routed topology has it there already (router on segment 0). */
+  async #addStoreAddress(): Promise<void> {
+    if (this.routed === undefined) await this.segment.lan.ip("addr", "add", `${STORE_IP}/16`, "dev", "br0");
+  }
+
   /** Waits until `url` answers inside the segment. */
   async #awaitServer(what: string, check: string[]): Promise<void> {
     const deadline = Date.now() + 30_000;
@@ -88,7 +140,7 @@ export class Cluster {
 
   async #startConsul(): Promise<void> {
     const lan = this.segment.lan;
-    await lan.ip("addr", "add", `${STORE_IP}/16`, "dev", "br0");
+    await this.#addStoreAddress();
     const consul = await Cluster.testBin("consul");
     this.#server = lan.spawn([
       consul,
@@ -110,7 +162,7 @@ export class Cluster {
 
   async #startNats(): Promise<void> {
     const lan = this.segment.lan;
-    await lan.ip("addr", "add", `${STORE_IP}/16`, "dev", "br0");
+    await this.#addStoreAddress();
     const nats = await Cluster.testBin("nats-server");
     this.#server = lan.spawn([nats, "-js", "-a", STORE_IP, "-p", "4222", "-sd", join(this.dir, "nats")]);
     const probe = `const s = await Bun.connect({ hostname: "${STORE_IP}", port: 4222, socket: { data() {} } }).catch(() => undefined); console.log(s ? "up" : ""); s?.end();`;
@@ -133,7 +185,7 @@ export class Cluster {
 
   async #startEtcd(v2: boolean): Promise<void> {
     const lan = this.segment.lan;
-    await lan.ip("addr", "add", `${STORE_IP}/16`, "dev", "br0");
+    await this.#addStoreAddress();
     this.#server = lan.spawn([
       "etcd",
       "--name=e2e",
@@ -172,6 +224,7 @@ export class Cluster {
 
   /** Writes the network config the way each store's users do (`etcdctl set|put`, `weft config set`). */
   async writeConfig(json: string): Promise<void> {
+    this.#network = networkOf(json);
     if (this.store !== "sqlite") await this.put(`${this.prefix}/config`, json);
     else {
       const proc = Bun.spawn(
@@ -233,29 +286,62 @@ export class Cluster {
     return join(this.dir, `host${i}`, "subnet.env");
   }
 
-  /** Starts weft on host i (0-based). */
+  /** Starts weft on host i (0-based); `--iface=eth0` unless `extra` names an interface itself. */
   startAgent(i: number, extra: readonly string[] = [], env: Record<string, string> = {}): Agent {
+    const iface = extra.some((a) => /^--?iface(-regex)?(=|$)/.test(a)) ? [] : ["--iface=eth0"];
     const storeFlags =
       this.store === "etcd" || this.store === "etcd2"
         ? [`--store=${this.store}`, `--etcd-endpoints=${this.endpoint}`]
         : [`--store=${this.store}`, `--store-endpoints=${this.endpoint}`];
-    const proc = this.host(i).ns.spawn(
+    return this.#spawnAgent(
+      i,
+      "weft",
       [
         process.execPath,
         MAIN,
         ...storeFlags,
         `--etcd-prefix=${this.prefix}`,
-        "--iface=eth0",
+        ...iface,
         `--subnet-file=${this.subnetFile(i)}`,
         ...extra,
       ],
-      { env },
+      env,
     );
+  }
+
+  /**
+   * Starts flanneld v0.28.9 (Go-built by build/test-bin.sh) on host i with the flags startAgent gives
+   * weft; stopped by stopAgent/stop like weft. flanneld speaks only the etcd v3 API (store "etcd").
+   */
+  async startFlanneld(i: number, extra: readonly string[] = []): Promise<Agent> {
+    if (this.store !== "etcd")
+      throw new Error(
+        `startFlanneld: flanneld v0.28 supports only etcd v3 (store "etcd"), not "${this.store}"`,
+      );
+    const bin = await Cluster.testBin("flanneld");
+    return this.#spawnAgent(i, "flanneld", [
+      bin,
+      `--etcd-endpoints=${this.endpoint}`,
+      `--etcd-prefix=${this.prefix}`,
+      "--iface=eth0",
+      `--subnet-file=${this.subnetFile(i)}`,
+      ...extra,
+    ]);
+  }
+
+  /** Spawns an agent in host i's namespace and collects its stderr. */
+  #spawnAgent(
+    i: number,
+    kind: Agent["kind"],
+    command: readonly string[],
+    env: Record<string, string> = {},
+  ): Agent {
+    const proc = this.host(i).ns.spawn(command, { env });
     let text = "";
     void (async () => {
       for await (const chunk of proc.stderr) text += new TextDecoder().decode(chunk);
     })();
-    const agent = { proc, log: () => text };
+    const agent = { kind, proc, log: () => text };
     this.agents.set(i, agent);
     return agent;
   }
@@ -279,6 +365,21 @@ export class Cluster {
       .sort();
   }
 
+  /**
+   * Every route into the Network on host i, whoever installed it (weft's `proto 77`, flanneld's
+   * `proto boot`, which `ip route` does not print), without the kernel's connected routes (docker0):
+   * `ip route show root <network>`. `network` defaults to the Network of the last writeConfig.
+   */
+  async routesAll(i: number, network = this.#network): Promise<string[]> {
+    if (network === undefined) throw new Error("routesAll: no Network known; call writeConfig or pass one");
+    const r = await this.host(i).ns.ip("route", "show", "root", network);
+    return r.stdout
+      .split("\n")
+      .map((l) => l.trim())
+      .filter((l) => l !== "" && !/ proto kernel( |$)/.test(l))
+      .sort();
+  }
+
   subnetEnv(i: number): Record<string, string> {
     const out: Record<string, string> = {};
     for (const line of readFileSync(this.subnetFile(i), "utf8").split("\n")) {
@@ -294,6 +395,16 @@ export class Cluster {
     await this.#server?.exited;
     await this.segment.remove();
     rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** The `Network` of a config JSON; undefined when the text is not such JSON (tests write broken ones). */
+function networkOf(json: string): string | undefined {
+  try {
+    const network: unknown = (JSON.parse(json) as { Network?: unknown } | null)?.Network;
+    return typeof network === "string" ? network : undefined;
+  } catch {
+    return undefined;
   }
 }
 
