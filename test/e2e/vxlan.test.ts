@@ -5,54 +5,14 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { addContainer, SEED_003_CONFIG } from "../../src/demo/demo.ts";
-import { canUseNetns, type Netns } from "../../src/netns/netns.ts";
+import { canUseNetns } from "../../src/netns/netns.ts";
 import { openStore } from "../../stores/index.ts";
 import { Cluster, eventually } from "./cluster.ts";
+import { entries, vxlanDevice } from "./fixtures/vxlan-state.ts";
 
 const MAIN = join(import.meta.dir, "..", "..", "src", "main.ts");
 
 const ONLINK = /^(10\.\d+\.\d+\.0\/20) via (10\.\d+\.\d+\.0) dev flannel\.100 proto 77 onlink$/;
-
-interface Vxlan {
-  readonly mac: string;
-  readonly mtu: number;
-  readonly up: boolean;
-  readonly info: Record<string, unknown>;
-  readonly addresses: string[];
-}
-
-/** `ip -d -j link show <dev>` and its IPv4 addresses, or undefined when the device is gone. */
-export async function vxlanDevice(ns: Netns, dev: string): Promise<Vxlan | undefined> {
-  const r = await ns.exec(["ip", "-d", "-j", "addr", "show", "dev", dev], { allowFailure: true });
-  if (r.code !== 0) return undefined;
-  const [link] = JSON.parse(r.stdout) as Array<{
-    address: string;
-    mtu: number;
-    flags: string[];
-    linkinfo: { info_data: Record<string, unknown> };
-    addr_info: Array<{ family: string; local: string; prefixlen: number }>;
-  }>;
-  if (link === undefined) return undefined;
-  return {
-    mac: link.address,
-    mtu: link.mtu,
-    up: link.flags.includes("UP"),
-    info: link.linkinfo.info_data,
-    addresses: link.addr_info.filter((a) => a.family === "inet").map((a) => `${a.local}/${a.prefixlen}`),
-  };
-}
-
-/** `ip neigh` / `bridge fdb` lines on a device, sorted. */
-export async function entries(ns: Netns, what: "neigh" | "fdb", dev: string): Promise<string[]> {
-  const command =
-    what === "neigh" ? ["ip", "neigh", "show", "dev", dev] : ["bridge", "fdb", "show", "dev", dev];
-  const r = await ns.exec(command, { allowFailure: true });
-  return r.stdout
-    .split("\n")
-    .map((l) => l.trim())
-    .filter((l) => l !== "")
-    .sort();
-}
 
 /** The leases in the SQLite store: subnet → parsed value. */
 async function leases(
