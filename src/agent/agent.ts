@@ -28,9 +28,9 @@ import { RTPROT_WEFT } from "../netlink/netlink.ts";
 import type { Neigh, Route } from "../netlink/types.ts";
 import { ApplyLoop, BusyTracker } from "../reconcile/apply-loop.ts";
 import { type OwnLease, SubnetManager } from "../subnet/manager.ts";
-import { readSubnetEnv, writeSubnetEnv } from "../subnet/subnet-env.ts";
+import { previousSubnet, writeSubnetEnv } from "../subnet/subnet-env.ts";
 import type { ExternalChoice } from "./ext-iface.ts";
-import { type LastApply, SkipReporter, statusOf } from "./status.ts";
+import { type LastApply, lastApplyOf, SkipReporter, statusOf } from "./status.ts";
 import type { Wiring } from "./wiring.ts";
 
 /** Kernel change notifications (the netlink monitor, or a fake). */
@@ -137,7 +137,7 @@ export class Agent implements StatusSource {
         device: name,
         backend: wiring.backend.type,
       });
-    const lease = await this.#manager.acquire(signal, await this.#previousSubnet());
+    const lease = await this.#manager.acquire(signal, await previousSubnet(this.#o.subnetFile, log));
     if (lease === undefined) return;
     await this.#publishLease(lease);
     // The first firewall transaction runs alongside the first route apply; readiness waits for both.
@@ -234,23 +234,6 @@ export class Agent implements StatusSource {
       },
     );
     this.#loop.kick();
-  }
-
-  /**
-   * The subnet the last subnet.env names (flanneld PR #752): when this host's lease is gone (it expired
-   * while the host was down, or was deleted) that subnet is taken again if still free, so docker's
-   * --bip and the running containers stay valid. A file that cannot be used is reported and ignored.
-   */
-  async #previousSubnet(): Promise<Ipv4Cidr | undefined> {
-    const previous = await readSubnetEnv(this.#o.subnetFile);
-    for (const issue of previous?.ignored ?? []) {
-      this.#o.log.warn("ignoring part of the previous subnet file", {
-        path: this.#o.subnetFile,
-        ...(issue.key === undefined ? {} : { key: issue.key }),
-        reason: issue.reason,
-      });
-    }
-    return previous?.subnet;
   }
 
   /** Creates or repairs the backend's device; a changed device means new desired entries. */
@@ -361,14 +344,7 @@ export class Agent implements StatusSource {
       metrics.routes.set(wiring.tables.routes.desired.size);
       const ok = result.failures.length === 0;
       metrics.applies.inc({ result: ok ? "ok" : "error" });
-      this.#lastApply = {
-        at: new Date(this.#o.clock.now()).toISOString(),
-        ok,
-        replaced: result.replaced,
-        deleted: result.deleted,
-        durationMs: Math.round(durationMs * 1000) / 1000,
-        errors: result.failures.map((f) => `${f.op} ${f.kind} ${f.key}: ${f.message}`),
-      };
+      this.#lastApply = lastApplyOf(result, durationMs, this.#o.clock.now());
       if (result.replaced + result.deleted > 0 || !ok) {
         log.info("applied routes", {
           replaced: result.replaced,

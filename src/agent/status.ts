@@ -9,6 +9,7 @@ import type { Readiness } from "../http/server.ts";
 import type { Lease } from "../lease/lease.ts";
 import type { Logger } from "../log.ts";
 import { formatCidr } from "../net/ipv4.ts";
+import type { KernelApplyResult } from "../reconcile/kernel-tables.ts";
 import type { OwnLease } from "../subnet/manager.ts";
 import type { AgentOptions } from "./agent.ts";
 
@@ -19,6 +20,18 @@ export interface LastApply {
   readonly deleted: number;
   readonly durationMs: number;
   readonly errors: readonly string[];
+}
+
+/** The `lastApply` of `/status` for one apply of the kernel tables. */
+export function lastApplyOf(result: KernelApplyResult, durationMs: number, now: number): LastApply {
+  return {
+    at: new Date(now).toISOString(),
+    ok: result.failures.length === 0,
+    replaced: result.replaced,
+    deleted: result.deleted,
+    durationMs: Math.round(durationMs * 1000) / 1000,
+    errors: result.failures.map((f) => `${f.op} ${f.kind} ${f.key}: ${f.message}`),
+  };
 }
 
 export interface StatusInput {

@@ -17,6 +17,7 @@ import { chmod, mkdir, open, readFile, rename, rm } from "node:fs/promises";
 import { isIPv6 } from "node:net";
 import { basename, dirname, join } from "node:path";
 import { errorMessage, WeftError, WeftErrorCode } from "../errors.ts";
+import type { Logger } from "../log.ts";
 import { firstHost, formatCidr, formatIpv4, type Ipv4Cidr, tryParseCidr } from "../net/ipv4.ts";
 
 /** What the agent writes after it holds a lease. */
@@ -239,4 +240,21 @@ export async function readSubnetEnv(path: string): Promise<PreviousSubnetEnv | u
     return { ignored: [{ line: 0, reason: `cannot read ${path}: ${errorMessage(err)}` }] };
   }
   return interpretSubnetEnv(parseEnvText(text));
+}
+
+/**
+ * The subnet the last subnet.env names (flanneld PR #752): when this host's lease is gone (it expired
+ * while the host was down, or was deleted) that subnet is taken again if still free, so docker's
+ * --bip and the running containers stay valid. A file that cannot be used is reported and ignored.
+ */
+export async function previousSubnet(path: string, log: Logger): Promise<Ipv4Cidr | undefined> {
+  const previous = await readSubnetEnv(path);
+  for (const issue of previous?.ignored ?? []) {
+    log.warn("ignoring part of the previous subnet file", {
+      path,
+      ...(issue.key === undefined ? {} : { key: issue.key }),
+      reason: issue.reason,
+    });
+  }
+  return previous?.subnet;
 }
