@@ -114,6 +114,9 @@ export class VxlanDevice {
         link = undefined;
       }
     }
+    if (link !== undefined && this.#index === undefined) {
+      actions.push(`took over the existing ${spec.name} (MAC ${link.mac ?? "?"})`);
+    }
     if (link === undefined) {
       link = await this.#handle.linkAddVxlan({
         name: spec.name,

@@ -49,6 +49,7 @@ test("vxlan device - a compatible device (flanneld's) is taken over with its MAC
   const device = new VxlanDevice(links, spec);
   const state = await device.ensure(own);
   expect(state.actions).toEqual([
+    "took over the existing flannel.1 (MAC 56:2c:0a:b4:6e:0e)",
     "set flannel.1 MTU 1400 → 1450",
     "removed 10.5.9.0/32 from flannel.1",
     "added 10.5.7.0/32 to flannel.1",
