@@ -215,6 +215,7 @@ export class Agent implements StatusSource {
       backend: {
         type: backend.type,
         device: backend.deviceIndex(),
+        deviceName: backend.deviceName,
         data: backend.backendData(),
         mtu: backend.mtu(),
       },

@@ -39,7 +39,13 @@ export interface StatusInput {
   readonly lease: OwnLease | undefined;
   readonly leases: ReadonlyMap<string, Lease>;
   readonly table: PeerTable | undefined;
-  readonly backend: { type: string; device: number | undefined; data: unknown; mtu: number };
+  readonly backend: {
+    type: string;
+    device: number | undefined;
+    deviceName: string | undefined;
+    data: unknown;
+    mtu: number;
+  };
   readonly lastApply: LastApply | undefined;
   readonly ready: Readiness;
 }
@@ -50,11 +56,21 @@ export function statusOf(input: StatusInput): unknown {
     .filter((l) => l.key !== lease?.key)
     .sort((a, b) => a.subnet.ip - b.subnet.ip);
   const routes = table?.routes;
+  const devices = new Map<number, string>([[options.external.ext.index, options.external.ext.name]]);
+  if (input.backend.device !== undefined && input.backend.deviceName !== undefined)
+    devices.set(input.backend.device, input.backend.deviceName);
+  const via = (subnet: string) => {
+    const r = routes?.get(subnet);
+    return r === undefined
+      ? null
+      : `${r.gateway ?? "?"} dev ${devices.get(r.oif ?? -1) ?? `#${r.oif ?? "?"}`}`;
+  };
   return {
     store: options.storeName,
     prefix: options.prefix,
     backend: input.backend.type,
     backendData: input.backend.data ?? null,
+    device: input.backend.deviceName ?? null,
     mtu: input.backend.mtu,
     network: formatCidr(options.config.network),
     externalInterface: options.external.ext.name,
@@ -73,6 +89,7 @@ export function statusOf(input: StatusInput): unknown {
       publicIP: p.publicIP,
       backend: p.backendType,
       route: routes?.has(p.subnetText) ?? false,
+      via: via(p.subnetText),
       skipped: table?.skipped.get(p.key)?.detail ?? null,
     })),
     routes: routes?.size ?? 0,

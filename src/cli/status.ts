@@ -11,6 +11,8 @@ interface PeerStatus {
   readonly publicIP: string;
   readonly backend: string;
   readonly route: boolean;
+  /** `<gateway> dev <device>` of the peer's route (older agents do not send it). */
+  readonly via?: string | null;
   readonly skipped: string | null;
 }
 
@@ -18,6 +20,11 @@ interface AgentStatus {
   readonly store: string;
   readonly prefix: string;
   readonly backend: string;
+  readonly device?: string | null;
+  readonly backendData?: unknown;
+  readonly mtu?: number;
+  readonly neighbours?: number;
+  readonly fdbEntries?: number;
   readonly network: string;
   readonly externalInterface: string;
   readonly publicIP: string;
@@ -45,6 +52,13 @@ function columns(rows: readonly (readonly string[])[]): string[] {
   );
 }
 
+function backendLine(s: AgentStatus): string {
+  const on = `on ${s.externalInterface} (PublicIP ${s.publicIP})`;
+  if (s.device === undefined || s.device === null) return `${s.backend} ${on}`;
+  const data = s.backendData as { VNI?: unknown; VtepMAC?: unknown } | null | undefined;
+  return `${s.backend} ${on}: ${s.device}, VNI ${String(data?.VNI)}, VtepMAC ${String(data?.VtepMAC)}, MTU ${s.mtu ?? "?"}`;
+}
+
 /** The human-readable report of a /status answer. */
 export function renderStatus(s: AgentStatus): string {
   const lease =
@@ -59,10 +73,15 @@ export function renderStatus(s: AgentStatus): string {
     ["store", `${s.store}  ${s.prefix}`],
     ["network", s.network],
     ["lease", lease],
-    ["backend", `${s.backend} on ${s.externalInterface} (PublicIP ${s.publicIP})`],
+    ["backend", backendLine(s)],
     ["ready", s.ready.ready ? "yes" : `no: ${s.ready.reason}`],
     ["last apply", apply],
-    ["routes", String(s.routes)],
+    [
+      "routes",
+      s.device === undefined || s.device === null
+        ? String(s.routes)
+        : `${s.routes}, ${s.neighbours ?? 0} neighbours and ${s.fdbEntries ?? 0} FDB entries on ${s.device}`,
+    ],
   ]);
   const peers = columns([
     ["PEER SUBNET", "PUBLIC IP", "BACKEND", "ROUTE"],
@@ -70,7 +89,7 @@ export function renderStatus(s: AgentStatus): string {
       p.subnet,
       p.publicIP,
       p.backend,
-      p.route ? `via ${p.publicIP}` : `none: ${p.skipped ?? "pending"}`,
+      p.route ? `via ${p.via ?? p.publicIP}` : `none: ${p.skipped ?? "pending"}`,
     ]),
   ]);
   const errors = s.lastApply?.errors ?? [];

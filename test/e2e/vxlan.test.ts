@@ -328,6 +328,26 @@ describe.skipIf(!canUseNetns())("vxlan on sqlite (seed 003 config)", () => {
     expect(cluster.agents.get(1)?.log()).not.toContain("created flannel.100");
   }, 30_000);
 
+  test("vxlan - weft status shows the device, VNI, VtepMAC, MTU and each peer's route through flannel.100", async () => {
+    expect(await cluster.stopAgent(0)).toBe(0);
+    cluster.startAgent(0, ["--healthz-port=9472", "--healthz-ip=127.0.0.1"]);
+    const ns = cluster.host(0).ns;
+    const mac = (await vxlanDevice(ns, dev))?.mac;
+    const status = async () =>
+      (
+        await ns.exec([process.execPath, MAIN, "status", "--healthz-port=9472", "--healthz-ip=127.0.0.1"], {
+          allowFailure: true,
+        })
+      ).stdout;
+    await eventually("weft status to say ready", async () => (await status()).includes("ready       yes"));
+    const out = await status();
+    expect(out).toContain(
+      `vxlan on eth0 (PublicIP 172.17.42.41): flannel.100, VNI 100, VtepMAC ${mac}, MTU 1450`,
+    );
+    expect(out).toContain("2, 2 neighbours and 2 FDB entries on flannel.100");
+    expect(out.match(/ via 10\.\d+\.\d+\.0 dev flannel\.100$/gm)?.length).toBe(2);
+  }, 30_000);
+
   test("vxlan - weft plan on a host without the device lists exactly the routes, neighbours and FDB entries the agent then installs", async () => {
     const ns = cluster.host(2).ns;
     expect(await cluster.stopAgent(2)).toBe(0);
