@@ -75,7 +75,7 @@ build_flanneld() {
     # it flanneld.
     mv "$tmp/flannel" "$tmp/flanneld"
   elif grep -q 'tencentcloud-sdk-go/tencentcloud/vpc' "$log"; then
-    # proxy.golang.org answers 403 "This module version is not available" for
+    # The Go module proxy answers 403 "This module version is not available" for
     # github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/vpc@v1.3.149, which only the
     # Tencent-Cloud VPC backend imports. Build the same source (already in the module cache from
     # the attempt above) without that one backend: drop its blank import from main.go and its
