@@ -5,7 +5,7 @@
 
 import type { SkippedPeer } from "../backend/backend.ts";
 import type { PeerTable } from "../backend/peer-table.ts";
-import type { Readiness } from "../http/server.ts";
+import type { Readiness, StatusSource } from "../http/server.ts";
 import type { Lease } from "../lease/lease.ts";
 import type { Logger } from "../log.ts";
 import { formatCidr } from "../net/ipv4.ts";
@@ -129,5 +129,31 @@ export class SkipReporter {
     else if (reason === "backend-data")
       this.#log.warn("peer gets no route: its lease's BackendData is unusable", fields);
     else this.#log.info("peer gets no route", fields);
+  }
+}
+
+/**
+ * What the health endpoints answer from process start: why the agent is not running yet (waiting for
+ * the config, an invalid config, the store unreachable) until `attach()` hands over to the agent.
+ */
+export class AgentSource implements StatusSource {
+  #agent: StatusSource | undefined;
+  #waiting = "starting";
+
+  /** Sets why there is no agent yet. */
+  waiting(reason: string): void {
+    this.#waiting = reason;
+  }
+
+  attach(agent: StatusSource): void {
+    this.#agent = agent;
+  }
+
+  readiness(): Readiness {
+    return this.#agent?.readiness() ?? { ready: false, reason: this.#waiting };
+  }
+
+  status(): unknown {
+    return this.#agent?.status() ?? { ready: this.readiness() };
   }
 }

@@ -1,64 +1,36 @@
 /**
  * `weft [flags]`: the agent. Parses flags and FLANNELD_* variables, waits for the network config,
- * picks the external interface, and runs the agent until SIGINT/SIGTERM. Exit codes: 0 after a
- * signal (routes, rules and lease stay), 1 for bad flags or an invalid network config (one line on
- * stderr naming field and value).
+ * picks the external interface, and runs the agent until SIGINT/SIGTERM. A missing or invalid config
+ * is retried every second, as flanneld does (the reason is logged once, and shown in STATUS= and
+ * /readyz). Exit codes: 0 after a signal (routes, rules and lease stay), 1 for bad flags or an
+ * interface that cannot be used (one line on stderr naming flag and value).
  */
 
 import type { Store } from "../../stores/store.ts";
 import { Agent, type KernelEvents } from "../agent/agent.ts";
 import { chooseExternal } from "../agent/ext-iface.ts";
+import { AgentSource } from "../agent/status.ts";
 import { wireFromFlags } from "../agent/wiring.ts";
 import { systemClock } from "../clock.ts";
 import { type AgentFlags, formatHelp, parseFlags } from "../config/flags.ts";
-import { type NetworkConfig, parseNetworkConfig } from "../config/network-config.ts";
 import { errorMessage, isWeftError, WeftError, WeftErrorCode } from "../errors.ts";
 import { checkSysctls } from "../firewall/sysctl.ts";
 import { startHttp } from "../http/server.ts";
-import { createLogger, type Logger } from "../log.ts";
+import { createLogger } from "../log.ts";
 import { Metrics } from "../metrics.ts";
 import { formatCidr } from "../net/ipv4.ts";
 import { Monitor } from "../netlink/monitor.ts";
 import { Netlink } from "../netlink/netlink.ts";
 import { Notifier, StatusThrottle } from "../systemd/notify.ts";
 import { statusText } from "../systemd/protocol.ts";
+import { waitForConfig } from "./config-wait.ts";
 import { runPlan } from "./plan.ts";
-import { configKey, storeFromFlags } from "./store-from-flags.ts";
+import { storeFromFlags } from "./store-from-flags.ts";
 import { VERSION } from "./version.ts";
 
 const LEASE_TTL_SECONDS = 24 * 60 * 60;
 /** After SIGTERM/SIGINT, exit 0 this long after the signal even if closing the store or sockets hangs. */
 const SHUTDOWN_CAP_MS = 1_500;
-
-/** Waits for `<prefix>/config`; store errors are retried. Throws CONFIG_INVALID for a bad config. */
-async function waitForConfig(
-  store: Store,
-  key: string,
-  log: Logger,
-  status: (text: string) => void,
-  signal: AbortSignal,
-): Promise<NetworkConfig | undefined> {
-  let said = false;
-  while (!signal.aborted) {
-    try {
-      const kv = await store.get(key);
-      if (kv !== undefined) {
-        const { config, warnings } = parseNetworkConfig(kv.value);
-        for (const w of warnings) log.warn("network config", { key, warning: w });
-        return config;
-      }
-      status(`waiting for the network config at ${key} (weft config set < net-conf.json)`);
-      if (!said) log.info("waiting for the network config", { key, hint: "weft config set < net-conf.json" });
-    } catch (err) {
-      if (isWeftError(err)) throw err;
-      status(`cannot read the network config at ${key}: ${errorMessage(err)}; retrying`);
-      if (!said) log.warn("cannot read the network config yet; retrying every second", { key, error: err });
-    }
-    said = true;
-    await systemClock.sleep(1_000, signal);
-  }
-  return undefined;
-}
 
 export async function runAgent(
   argv: readonly string[],
@@ -122,10 +94,24 @@ export async function runAgent(
   let store: Store | undefined;
   let netlink: Netlink | undefined;
   let monitor: Monitor | undefined;
+  // The health endpoints answer from process start; /readyz says why the agent is not ready yet.
+  const metrics = new Metrics();
+  const source = new AgentSource();
+  let http: ReturnType<typeof startHttp> | undefined;
   try {
+    http =
+      flags.healthzPort > 0
+        ? startHttp({ hostname: flags.healthzIp, port: flags.healthzPort, metrics, source })
+        : undefined;
     store = storeFromFlags(flags, log);
-    const key = configKey(flags.etcdPrefix);
-    const config = await waitForConfig(store, key, log, (t) => statusLine.update(t), controller.signal);
+    const waiting = (text: string) => {
+      statusLine.update(text);
+      source.waiting(text);
+    };
+    const config = await waitForConfig(
+      { flags, store, log, clock: systemClock, status: waiting },
+      controller.signal,
+    );
     if (config === undefined) return 0;
     netlink = Netlink.open();
     const external = await chooseExternal(netlink, flags);
@@ -152,7 +138,6 @@ export async function runAgent(
       publicIP: external.publicIP,
       backend: config.backend.type,
     });
-    const metrics = new Metrics();
     const wiring = wireFromFlags(flags, { config, external, netlink });
     // vxlan also keeps ARP and FDB entries: their events come from the neigh group.
     const groups =
@@ -184,16 +169,9 @@ export async function runAgent(
         statusLine.update(statusText(subnet, peers, routes));
       },
     });
-    const http =
-      flags.healthzPort > 0
-        ? startHttp({ hostname: flags.healthzIp, port: flags.healthzPort, metrics, source: running })
-        : undefined;
+    source.attach(running);
     agent = running;
-    try {
-      await running.run(controller.signal);
-    } finally {
-      await http?.stop(true);
-    }
+    await running.run(controller.signal);
     return 0;
   } catch (err) {
     if (isWeftError(err)) {
@@ -203,6 +181,7 @@ export async function runAgent(
     log.error("fatal", { error: err });
     return 1;
   } finally {
+    await http?.stop(true);
     statusLine.close();
     notifier.close();
     await monitor?.close();
