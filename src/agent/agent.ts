@@ -388,12 +388,27 @@ export class Agent implements StatusSource {
           changes: result.lines.length,
         });
       for (const f of result.findings) this.#o.log.warn("firewall finding", { finding: f });
+      if (!this.#firewallOk) await this.#takeOver();
       this.#firewallOk = true;
     } catch (err) {
       this.#o.metrics.firewallApplies.inc({ result: "error" });
       this.#o.log.error("firewall apply failed", { error: err });
     }
     this.#updateReady();
+  }
+
+  /** Once weft's rules are in: remove what the other firewall mode and flanneld left behind. */
+  async #takeOver(): Promise<void> {
+    const { removed, flanneld } = await this.#o.wiring.takeOver();
+    if (removed.length > 0)
+      this.#o.log.info("removed firewall rules weft replaces", { removed: removed.join("; ") });
+    if (flanneld.length > 0)
+      this.#o.log.warn(
+        "flanneld runs on this host: its FLANNEL-* rules are left alone; stop and disable it",
+        {
+          pids: flanneld.join(","),
+        },
+      );
   }
 
   #updateReady(): void {

@@ -8,8 +8,10 @@ import { HostGwBackend } from "../backend/host-gw.ts";
 import { VxlanBackend } from "../backend/vxlan.ts";
 import type { AgentFlags } from "../config/flags.ts";
 import type { NetworkConfig } from "../config/network-config.ts";
-import { createFirewall, type Firewall, modeFromConfig } from "../firewall/firewall.ts";
-import type { FirewallSpec } from "../firewall/rules.ts";
+import { createFirewall, type Firewall, modeFromConfig, removeOtherMode } from "../firewall/firewall.ts";
+import { flanneldPids, removeFlannelLeftovers } from "../firewall/flannel-leftovers.ts";
+import { type FirewallSpec, Owned } from "../firewall/rules.ts";
+import { type CommandRunner, spawnRunner } from "../firewall/runner.ts";
 import { formatCidr, type Ipv4Cidr } from "../net/ipv4.ts";
 import { type NetlinkHandle, RTPROT_WEFT } from "../netlink/netlink.ts";
 import { KernelTables } from "../reconcile/kernel-tables.ts";
@@ -23,6 +25,14 @@ export interface WiringInput {
   readonly forwardRules: boolean;
   /** `--ip-masq-fully-random-disable`. */
   readonly fullyRandomDisable: boolean;
+  /** How iptables/nft are run; the real tools when omitted (unit tests inject a fake). */
+  readonly run?: CommandRunner | undefined;
+}
+
+/** What `takeOver()` did: the leftovers it removed, or the flanneld processes that kept it from it. */
+export interface TakeOver {
+  readonly removed: readonly string[];
+  readonly flanneld: readonly number[];
 }
 
 export interface Wiring {
@@ -31,6 +41,12 @@ export interface Wiring {
   readonly tables: KernelTables;
   /** The firewall rules for an own subnet (the network itself before a lease is held). */
   firewallSpec(subnet: Ipv4Cidr | undefined): FirewallSpec;
+  /**
+   * Removes what the other firewall mode and flanneld left, once weft's own rules are in: `table ip
+   * weft` after `EnableNFTables` was switched off, and flanneld's FLANNEL-* chains and nftables
+   * tables unless a flanneld runs in this network namespace.
+   */
+  takeOver(): Promise<TakeOver>;
 }
 
 export function createBackend(
@@ -73,9 +89,11 @@ export function wire(input: WiringInput): Wiring {
     ipMasq: input.ipMasq,
     forwardRules: input.forwardRules,
   });
+  const run = input.run ?? spawnRunner();
   const firewall = createFirewall({
     mode: modeFromConfig(input.config.enableNFTables),
     spec: firewallSpec(undefined),
+    run,
     // --ip-masq-fully-random-disable: MASQUERADE without --random-fully; otherwise detected.
     ...(input.fullyRandomDisable ? { randomFully: false } : {}),
   });
@@ -84,5 +102,13 @@ export function wire(input: WiringInput): Wiring {
     network: input.config.network,
     deviceIndex: () => backend.deviceIndex(),
   });
-  return { backend, firewall, tables, firewallSpec };
+  const takeOver = async (): Promise<TakeOver> => {
+    const removed: string[] = [];
+    if (await removeOtherMode(firewall.mode, run))
+      removed.push(`nftables: table ip ${Owned.nftTable} (EnableNFTables is off)`);
+    const flanneld = flanneldPids();
+    if (flanneld.length === 0) removed.push(...(await removeFlannelLeftovers(run)));
+    return { removed, flanneld };
+  };
+  return { backend, firewall, tables, firewallSpec, takeOver };
 }
