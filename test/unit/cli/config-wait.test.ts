@@ -21,7 +21,12 @@ function scripted(values: (string | undefined | Error)[]): Store {
 
 function fakeClock(): Clock {
   let now = 0;
-  return { now: () => now, sleep: async (ms) => void (now += ms) };
+  return {
+    now: () => now,
+    sleep: async (ms) => {
+      now += ms;
+    },
+  };
 }
 
 test("config wait - where a config meant for a prefix is often found instead", () => {
