@@ -124,7 +124,9 @@ test.skipIf(!canUseNetns())(
     expect(table.stdout).toMatch(new RegExp(`^lease +${subnet.replaceAll(".", "\\.")} +expires `, "m"));
     expect(table.stdout).toMatch(/^ready +yes$/m);
     expect(table.stdout).toMatch(/^backend +host-gw on eth0 \(PublicIP 172\.17\.42\.41\)$/m);
-    expect(table.stdout).toMatch(/^192\.168\.\d+\.\d+\/26 +172\.17\.42\.42 +host-gw +via 172\.17\.42\.42 dev eth0$/m);
+    expect(table.stdout).toMatch(
+      /^192\.168\.\d+\.\d+\/26 +172\.17\.42\.42 +host-gw +via 172\.17\.42\.42 dev eth0$/m,
+    );
     const json = JSON.parse((await cluster.host(0).ns.exec([...args, "--json"])).stdout) as {
       lease: { subnet: string };
     };
