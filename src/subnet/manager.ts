@@ -136,6 +136,7 @@ export class SubnetManager {
     const value = encodeLeaseValue(attrs);
     const key = leaseKey(this.#o.prefix, choice.subnet);
     try {
+      let lease: OwnLease | undefined;
       if (choice.rule === "reuse-own-lease") {
         const current = views.find((v) => v.kv.key === key)?.kv;
         if (current === undefined) return undefined;
@@ -146,14 +147,46 @@ export class SubnetManager {
                 expectRevision: current.revision,
                 ...(current.expires ? { ttlSeconds: this.#o.ttlSeconds } : {}),
               });
-        return this.#acquired(written, choice.subnet, choice.rule);
+        lease = this.#acquired(written, choice.subnet, choice.rule);
+      } else {
+        const created = await store.create(key, value, { ttlSeconds: this.#o.ttlSeconds });
+        lease = this.#acquired(created, choice.subnet, choice.rule);
       }
-      const created = await store.create(key, value, { ttlSeconds: this.#o.ttlSeconds });
-      return this.#acquired(created, choice.subnet, choice.rule);
+      await this.#dropIncompatible(views, choice.incompatibleOwnLeases);
+      return lease;
     } catch (err) {
       if (isStoreError(err, StoreErrorCode.KeyExists) || isStoreError(err, StoreErrorCode.Conflict))
         return undefined;
       throw err;
+    }
+  }
+
+  /**
+   * Deletes leases with our PublicIP that no longer fit the network config (flanneld deletes them
+   * too), once the new lease is held; a reservation (no TTL) is someone's decision and only reported.
+   * A failed delete is logged, never fatal: the lease then expires on its own.
+   */
+  async #dropIncompatible(views: readonly { kv: KeyValue; view: LeaseView }[], stale: readonly LeaseView[]) {
+    for (const old of stale) {
+      const kv = views.find((v) => v.view === old)?.kv;
+      if (kv === undefined) continue;
+      const fields = { key: kv.key, subnet: formatCidr(old.subnet) };
+      if (!kv.expires) {
+        this.#o.log.warn(
+          "a reservation with our PublicIP does not fit the network config; left as it is",
+          fields,
+        );
+        continue;
+      }
+      try {
+        await this.#o.store.delete(kv.key, { expectRevision: kv.revision });
+        this.#o.log.info("deleted our old lease: it does not fit the network config", fields);
+      } catch (err) {
+        this.#o.log.warn("could not delete our old lease that does not fit the network config", {
+          ...fields,
+          error: err,
+        });
+      }
     }
   }
 

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { systemClock } from "../../../src/clock.ts";
 import { parseNetworkConfig } from "../../../src/config/network-config.ts";
-import { silentLogger } from "../../../src/log.ts";
+import { createLogger, silentLogger } from "../../../src/log.ts";
 import { Metrics } from "../../../src/metrics.ts";
 import { formatCidr, parseCidr } from "../../../src/net/ipv4.ts";
 import { SubnetManager } from "../../../src/subnet/manager.ts";
@@ -112,4 +112,37 @@ test("subnet manager - garbage keys outside the network or covering all of it do
   await store.create("/coreos.com/network/subnets/10.5.1.0-24", "garbage inside the network");
   const lease = await manager(open(), "172.16.0.8", () => 0).acquire(new AbortController().signal);
   expect(lease === undefined ? "" : formatCidr(lease.subnet)).toBe("10.5.2.0/24");
+});
+
+test("subnet manager - our lease that no longer fits the config is deleted once the new one is held; a reservation stays", async () => {
+  const store = open();
+  // Leases from before the config said SubnetMin 10.5.100.0: one with a TTL, one reservation.
+  const old = "/coreos.com/network/subnets/10.5.3.0-24";
+  const reserved = "/coreos.com/network/subnets/10.5.4.0-24";
+  const value = '{"PublicIP":"172.16.0.5","PublicIPv6":null,"BackendType":"host-gw"}';
+  await store.create(old, value, { ttlSeconds: 3600 });
+  await store.create(reserved, value);
+  const { config: narrowed } = parseNetworkConfig(
+    '{"Network":"10.5.0.0/16","SubnetLen":24,"SubnetMin":"10.5.100.0","Backend":{"Type":"host-gw"}}',
+  );
+  const lines: string[] = [];
+  const m = new SubnetManager({
+    store,
+    prefix: "/coreos.com/network",
+    config: narrowed,
+    attrs: { publicIP: "172.16.0.5", backendType: "host-gw" },
+    ttlSeconds: 3600,
+    renewMarginSeconds: 60,
+    log: createLogger({ write: (l) => lines.push(l) }),
+    metrics: new Metrics(),
+    clock: systemClock,
+  });
+  const lease = await m.acquire(new AbortController().signal);
+  expect(lease?.subnet.ip).toBeGreaterThanOrEqual(parseCidr("10.5.100.0/24").ip);
+  expect(await store.get(old)).toBeUndefined();
+  expect((await store.get(reserved))?.value).toBe(value);
+  expect(lines.some((l) => l.includes("deleted our old lease") && l.includes("10.5.3.0/24"))).toBe(true);
+  expect(lines.some((l) => l.includes("reservation with our PublicIP") && l.includes("10.5.4.0/24"))).toBe(
+    true,
+  );
 });
