@@ -286,9 +286,18 @@ export class Cluster {
     return join(this.dir, `host${i}`, "subnet.env");
   }
 
-  /** Starts weft on host i (0-based); `--iface=eth0` unless `extra` names an interface itself. */
-  startAgent(i: number, extra: readonly string[] = [], env: Record<string, string> = {}): Agent {
-    const iface = extra.some((a) => /^--?iface(-regex)?(=|$)/.test(a)) ? [] : ["--iface=eth0"];
+  /**
+   * Starts weft on host i (0-based); `--iface=eth0` unless `extra` names an interface itself or
+   * `options.iface` is false (then weft takes the default route's interface, as flanneld does).
+   */
+  startAgent(
+    i: number,
+    extra: readonly string[] = [],
+    env: Record<string, string> = {},
+    options: { iface?: boolean } = {},
+  ): Agent {
+    const named = extra.some((a) => /^--?iface(-regex)?(=|$)/.test(a));
+    const iface = named || options.iface === false ? [] : ["--iface=eth0"];
     const storeFlags =
       this.store === "etcd" || this.store === "etcd2"
         ? [`--store=${this.store}`, `--etcd-endpoints=${this.endpoint}`]

@@ -1,6 +1,8 @@
 // The seeds as their users type them, with `weft` in place of `flanneld`.
 // Seed 000 writes its config with the etcd v2 API (`etcdctl set`) and starts flanneld on the v3 store:
 // weft must say where the config is and how to fix it, and work once the hint is followed.
+// Seed 001 starts the agents first, with no interface flag (the default route's interface), and sets
+// the host-gw config with `etcdctl set` while they wait.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { canUseNetns } from "../../src/netns/netns.ts";
 import { Cluster, eventually, SEED_000_CONFIG } from "./cluster.ts";
@@ -34,4 +36,36 @@ describe.skipIf(!canUseNetns())("seed 000: config written with the etcd v2 API",
       return (await cluster.routes(0)).length === 1 && (await cluster.routes(1)).length === 1;
     });
   }, 30_000);
+});
+
+describe.skipIf(!canUseNetns())("seed 001: agents wait for the config, then pick it up", () => {
+  let cluster: Cluster;
+  beforeAll(async () => {
+    // Hosts with a default route via 172.17.42.1, as the seed's `default via 10.10.10.1 dev eth0`.
+    cluster = await Cluster.start({ store: "etcd2", hosts: 3, segments: [3], prefix: "/coreos.com/network" });
+  }, 60_000);
+  afterAll(async () => {
+    await cluster?.stop();
+  }, 60_000);
+
+  test("seed 001 - started before the config exists and without --iface, the agents route via eth0 once it is set", async () => {
+    for (let i = 0; i < 3; i++) cluster.startAgent(i, [], {}, { iface: false });
+    await eventually("every agent to wait for the config", () =>
+      [0, 1, 2].every((i) => (cluster.agents.get(i)?.log() ?? "").includes("waiting for the network config")),
+    );
+    await cluster.etcdctl(
+      "set",
+      "/coreos.com/network/config",
+      '{"Network":"10.100.0.0/16", "Backend": {"Type": "host-gw"}}',
+    );
+    await eventually("every host to route to its two peers", async () => {
+      for (let i = 0; i < 3; i++) if ((await cluster.routes(i)).length !== 2) return false;
+      return true;
+    });
+    for (let i = 0; i < 3; i++) {
+      expect(cluster.agents.get(i)?.log()).toContain(`iface=eth0 publicIP=${cluster.host(i).address}`);
+      for (const route of await cluster.routes(i))
+        expect(route).toMatch(/^10\.100\.\d+\.0\/24 via 172\.17\.42\.4[1-3] dev eth0 proto 77$/);
+    }
+  }, 60_000);
 });
