@@ -3,6 +3,7 @@
  * weft's entry point: `weft [flags]` runs the agent; subcommands are the operator's tools.
  */
 import { runConfig } from "./cli/config-set.ts";
+import { runDoctor } from "./cli/doctor.ts";
 import { runMkDockerOpts } from "./cli/mk-docker-opts.ts";
 import { runAgent } from "./cli/run-agent.ts";
 import { runStatus } from "./cli/status.ts";
@@ -22,6 +23,8 @@ async function main(): Promise<number> {
       return runConfig(rest, env);
     case "status":
       return runStatus(rest, env);
+    case "doctor":
+      return runDoctor(rest, env);
     case "plan":
       return runAgent(["--dry-run", ...rest], env);
     case "demo": {

@@ -15,6 +15,7 @@ import { systemClock } from "../clock.ts";
 import { type AgentFlags, formatHelp, parseFlags } from "../config/flags.ts";
 import { errorMessage, isWeftError, WeftError, WeftErrorCode } from "../errors.ts";
 import { checkSysctls } from "../firewall/sysctl.ts";
+import { type ControlServer, startControl } from "../http/control.ts";
 import { startHttp } from "../http/server.ts";
 import { createLogger } from "../log.ts";
 import { Metrics } from "../metrics.ts";
@@ -98,7 +99,9 @@ export async function runAgent(
   const metrics = new Metrics();
   const source = new AgentSource();
   let http: ReturnType<typeof startHttp> | undefined;
+  let control: ControlServer | undefined;
   try {
+    control = await startControl({ path: flags.controlSocket, metrics, source });
     http =
       flags.healthzPort > 0
         ? startHttp({ hostname: flags.healthzIp, port: flags.healthzPort, metrics, source })
@@ -115,6 +118,7 @@ export async function runAgent(
     if (config === undefined) return 0;
     netlink = Netlink.open();
     const external = await chooseExternal(netlink, flags);
+    for (const miss of external.misses ?? []) log.info("interface flag did not match", { miss });
     if (config.backend.type === "host-gw" && external.publicIP !== external.ifaceIP) {
       throw new WeftError(
         WeftErrorCode.FlagInvalid,
@@ -135,7 +139,9 @@ export async function runAgent(
       prefix: flags.etcdPrefix,
       network: formatCidr(config.network),
       iface: external.ext.name,
+      ifaceIP: external.ifaceIP,
       publicIP: external.publicIP,
+      ...(external.matched === undefined ? {} : { chosenBy: external.matched }),
       backend: config.backend.type,
     });
     const wiring = wireFromFlags(flags, { config, external, netlink });
@@ -182,6 +188,7 @@ export async function runAgent(
     return 1;
   } finally {
     await http?.stop(true);
+    await control?.stop();
     statusLine.close();
     notifier.close();
     await monitor?.close();

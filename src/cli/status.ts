@@ -1,10 +1,12 @@
 /**
- * `weft status [--healthz-ip=IP] [--healthz-port=N] [--json]`: asks the running agent (its /status
- * endpoint, enabled with --healthz-port) and prints store, lease, backend, readiness, last apply and
- * every peer with its route, as a table, or the raw JSON with --json for scripts.
+ * `weft status [--control-socket=PATH] [--healthz-ip=IP --healthz-port=N] [--json]`: asks the running
+ * agent (its /status endpoint, on the control socket by default, see `agent-client.ts`) and prints
+ * store, lease, backend, readiness, last apply and every peer with its route, as a table, or the raw
+ * JSON with --json for scripts.
  */
 import { parseFlags } from "../config/flags.ts";
-import { errorMessage, WeftError, WeftErrorCode } from "../errors.ts";
+import { errorMessage } from "../errors.ts";
+import { agentAddress, describeAddress, getFromAgent, takeControlSocket } from "./agent-client.ts";
 
 interface PeerStatus {
   readonly subnet: string;
@@ -59,8 +61,15 @@ function backendLine(s: AgentStatus): string {
   return `${s.backend} ${on}: ${s.device}, VNI ${String(data?.VNI)}, VtepMAC ${String(data?.VtepMAC)}, MTU ${s.mtu ?? "?"}`;
 }
 
+/** What an agent answers before it runs (`AgentSource` in agent/status.ts): only why it is not ready. */
+interface StartingStatus {
+  readonly ready: { ready: boolean; reason: string };
+}
+
 /** The human-readable report of a /status answer. */
-export function renderStatus(s: AgentStatus): string {
+export function renderStatus(s: AgentStatus | StartingStatus): string {
+  if (!("peers" in s))
+    return `${columns([["ready", s.ready.ready ? "yes" : `no: ${s.ready.reason}`]]).join("\n")}\n`;
   const lease =
     s.lease === null
       ? "none (not acquired yet)"
@@ -108,31 +117,19 @@ export async function runStatus(
 ): Promise<number> {
   const json = argv.includes("--json");
   try {
-    const flags = parseFlags(
+    const { path, rest } = takeControlSocket(
       argv.filter((a) => a !== "--json"),
       env,
     );
-    if (flags.healthzPort === 0) {
+    const address = agentAddress(parseFlags(rest, env), path);
+    const res = await getFromAgent(address, "/status");
+    if (res.status !== 200) {
       process.stderr.write(
-        "weft status: the agent's HTTP endpoint is off; start weft with --healthz-port=N and pass the same --healthz-port here\n",
+        `weft status: ${describeAddress(address)} answered ${res.status}: ${res.text.trim()}\n`,
       );
       return 1;
     }
-    const host = flags.healthzIp === "0.0.0.0" ? "127.0.0.1" : flags.healthzIp;
-    const url = `http://${host.includes(":") ? `[${host}]` : host}:${flags.healthzPort}/status`;
-    const res = await fetch(url, { signal: AbortSignal.timeout(5_000) }).catch((err: unknown) => {
-      throw new WeftError(
-        WeftErrorCode.Io,
-        `no agent answers at ${url} (${errorMessage(err)}); is weft running with --healthz-port=${flags.healthzPort}?`,
-        { cause: err },
-      );
-    });
-    const text = await res.text();
-    if (!res.ok) {
-      process.stderr.write(`weft status: ${url} answered ${res.status}: ${text.trim()}\n`);
-      return 1;
-    }
-    process.stdout.write(json ? `${text.trim()}\n` : renderStatus(JSON.parse(text) as AgentStatus));
+    process.stdout.write(json ? `${res.text.trim()}\n` : renderStatus(JSON.parse(res.text) as AgentStatus));
     return 0;
   } catch (err) {
     process.stderr.write(`weft status: ${errorMessage(err)}\n`);

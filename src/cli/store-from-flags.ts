@@ -1,7 +1,7 @@
 /** Opens the store the agent's flags name, with their endpoints and credentials. */
 
 import { isStoreName, openStore, storeNames } from "../../stores/index.ts";
-import type { Store } from "../../stores/store.ts";
+import type { Store, StoreOptions } from "../../stores/store.ts";
 import type { AgentFlags } from "../config/flags.ts";
 import { WeftError, WeftErrorCode } from "../errors.ts";
 import type { Logger } from "../log.ts";
@@ -14,6 +14,11 @@ export function storeFromFlags(flags: AgentFlags, log?: Logger): Store {
       { field: "--store", value: flags.store },
     );
   }
+  return openStore(flags.store, storeOptions(flags, log));
+}
+
+/** The endpoints, credentials and TLS files the flags give for their store. */
+export function storeOptions(flags: AgentFlags, log?: Logger): StoreOptions {
   const tls =
     flags.etcdCertfile !== "" || flags.etcdKeyfile !== "" || flags.etcdCafile !== ""
       ? {
@@ -22,7 +27,7 @@ export function storeFromFlags(flags: AgentFlags, log?: Logger): Store {
           ...(flags.etcdCafile === "" ? {} : { caFile: flags.etcdCafile }),
         }
       : undefined;
-  return openStore(flags.store, {
+  return {
     endpoints: flags.storeEndpoints,
     username: flags.etcdUsername === "" ? undefined : flags.etcdUsername,
     password: flags.etcdPassword === "" ? undefined : flags.etcdPassword,
@@ -32,7 +37,7 @@ export function storeFromFlags(flags: AgentFlags, log?: Logger): Store {
     credsFile: flags.natsCreds === "" ? undefined : flags.natsCreds,
     tls,
     logger: log,
-  });
+  };
 }
 
 /** `<prefix>/config`. */

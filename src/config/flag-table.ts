@@ -42,7 +42,16 @@ export interface UnsupportedFlagSpec {
   readonly reason: string;
   /** Accepted and ignored with a warning (logging knobs) instead of refused. */
   readonly ignored?: boolean;
+  /**
+   * A glog file-logging flag of the flanneld releases the old guides were written for (`-logtostderr`):
+   * accepted when its value is valid, and every one given is named in one notice that weft logs to stderr.
+   */
+  readonly glog?: boolean;
+  /** For an ignored `string` flag: the rule its value must follow, `undefined` when it does. */
+  readonly check?: (value: string) => string | undefined;
 }
+
+const GLOG_REASON = "glog's file logging, taken by older flanneld releases; weft always logs to stderr";
 
 const DEFAULT_ETCD_ENDPOINTS = "http://127.0.0.1:4001,http://127.0.0.1:2379";
 
@@ -119,6 +128,14 @@ export const FLAGS: readonly FlagSpec[] = [
     help: "regex matching the interface (IP or name) for inter-host communication; repeatable, checked after --iface",
   },
   {
+    name: "iface-can-reach",
+    kind: "string",
+    origin: "flanneld",
+    defaultValue: "",
+    valueName: "<ipv4>",
+    help: "use the interface and source address of the route to this IP, as `ip route get <ip>` (main table); checked after --iface and --iface-regex",
+  },
+  {
     name: "public-ip",
     kind: "string",
     origin: "flanneld",
@@ -186,6 +203,14 @@ export const FLAGS: readonly FlagSpec[] = [
     defaultValue: "0",
     valueName: "<port>",
     help: "the port for healthz server to listen (0 to disable)",
+  },
+  {
+    name: "control-socket",
+    kind: "string",
+    origin: "weft",
+    defaultValue: "/run/weft/weft.sock",
+    valueName: "<path>",
+    help: "root-only unix socket serving /healthz, /readyz, /metrics and /status, always on (weft status and weft doctor use it)",
   },
   {
     name: "v",
@@ -290,12 +315,6 @@ export const UNSUPPORTED_FLAGS: readonly UnsupportedFlagSpec[] = [
     defaultValue: "false",
     reason: "weft does not add blackhole routes",
   },
-  {
-    name: "iface-can-reach",
-    kind: "string",
-    defaultValue: "",
-    reason: "use --iface or --iface-regex to choose the interface",
-  },
   { name: "public-ipv6", kind: "string", defaultValue: "", reason: "weft is IPv4-only for now" },
   {
     name: "vmodule",
@@ -310,6 +329,28 @@ export const UNSUPPORTED_FLAGS: readonly UnsupportedFlagSpec[] = [
     defaultValue: "",
     reason: "backtraces are klog's",
     ignored: true,
+  },
+  { name: "logtostderr", kind: "bool", defaultValue: "true", reason: GLOG_REASON, ignored: true, glog: true },
+  {
+    name: "alsologtostderr",
+    kind: "bool",
+    defaultValue: "false",
+    reason: GLOG_REASON,
+    ignored: true,
+    glog: true,
+  },
+  { name: "log_dir", kind: "string", defaultValue: "", reason: GLOG_REASON, ignored: true, glog: true },
+  {
+    name: "stderrthreshold",
+    kind: "string",
+    defaultValue: "INFO",
+    reason: GLOG_REASON,
+    ignored: true,
+    glog: true,
+    check: (value) =>
+      /^(INFO|WARNING|ERROR|FATAL)$/i.test(value) || /^[+-]?[0-9]+$/.test(value)
+        ? undefined
+        : "must be INFO, WARNING, ERROR, FATAL or a number, as glog takes it",
   },
 ];
 

@@ -4,15 +4,18 @@
  * `WEFT_*` variables). The default store is `etcd` (v3), as flanneld, so a flanneld unit file works as is;
  * the embedded SQLite store is opt-in with `--store=sqlite`.
  *
- * Bad values are `WeftError` FLAG_INVALID naming the flag (or variable), the value and the rule; unknown
- * flags and flanneld flags weft does not implement are FLAG_UNKNOWN.
+ * A bad value on the command line is `WeftError` FLAG_INVALID naming the flag, the value and the rule. A
+ * bad value in a variable is a warning naming the variable, the value, the rule and the default used
+ * instead, as flanneld's `flagutil.SetFlagsFromEnv` logs it and goes on. Unknown flags and flanneld flags
+ * weft does not implement are FLAG_UNKNOWN.
  */
 
 import { isIP } from "node:net";
-import { errorMessage, WeftError, WeftErrorCode } from "../errors.ts";
+import { errorMessage, isWeftError, WeftError, WeftErrorCode } from "../errors.ts";
 import { tryParseIpv4 } from "../net/ipv4.ts";
+import { readEtcdEndpoints } from "./etcd-endpoints.ts";
 import { FLAGS, type FlagSpec } from "./flag-table.ts";
-import { type FlagSource, parseGoBool, type RawFlags, readRawFlags } from "./go-flags.ts";
+import { type FlagSource, goRegExp, parseGoBool, type RawFlags, readRawFlags } from "./go-flags.ts";
 
 export { FLAGS, formatHelp, UNSUPPORTED_FLAGS } from "./flag-table.ts";
 export type { FlagSource } from "./go-flags.ts";
@@ -43,8 +46,10 @@ export interface AgentFlags {
   readonly etcdPassword: string;
   /** Interface names or IPs, in order; empty means the default route's interface. */
   readonly iface: readonly string[];
-  /** Regexes (JavaScript syntax) matching interface names or IPs, checked after `iface`. */
+  /** Go (RE2) regexes matching interface IPs, then names, checked after `iface` (see `goRegExp`). */
   readonly ifaceRegex: readonly string[];
+  /** An IPv4 whose route (`ip route get`) names the interface; checked after `ifaceRegex`. */
+  readonly ifaceCanReach: string | undefined;
   /** This node's public IPv4; undefined means the interface address. */
   readonly publicIp: string | undefined;
   readonly subnetFile: string;
@@ -58,6 +63,8 @@ export interface AgentFlags {
   readonly healthzIp: string;
   /** 0 disables the health server. */
   readonly healthzPort: number;
+  /** The always-on local control endpoint (unix socket, root-only); see http/control.ts. */
+  readonly controlSocket: string;
   /** klog-style verbosity, `-v`. */
   readonly verbosity: number;
   readonly version: boolean;
@@ -79,66 +86,112 @@ export interface AgentFlags {
 
 const SPECS = new Map<string, FlagSpec>(FLAGS.map((spec) => [spec.name, spec]));
 
-/** Reads typed values out of the raw text, naming flag/variable, value and rule on failure. */
+/**
+ * Reads typed values out of the raw text, naming flag/variable, value and rule on failure. A bad value on
+ * the command line throws; a bad value from the environment is a warning and the flag keeps its default,
+ * as flanneld's `flagutil.SetFlagsFromEnv` does.
+ */
 class FlagReader {
-  constructor(readonly raw: RawFlags) {}
+  readonly sources: Map<string, FlagSource>;
+  readonly #fellBack = new Set<string>();
+
+  constructor(
+    readonly raw: RawFlags,
+    readonly warnings: string[],
+  ) {
+    this.sources = new Map(raw.sources);
+  }
 
   text(name: string): string {
-    return this.raw.values.get(name)?.at(-1) ?? SPECS.get(name)?.defaultValue ?? "";
+    const given = this.#fellBack.has(name) ? undefined : this.raw.values.get(name)?.at(-1);
+    return given ?? SPECS.get(name)?.defaultValue ?? "";
   }
 
   list(name: string): readonly string[] {
-    return this.raw.values.get(name) ?? [];
+    return this.#fellBack.has(name) ? [] : (this.raw.values.get(name) ?? []);
   }
 
   given(name: string): boolean {
-    return this.raw.sources.has(name);
+    return this.sources.has(name);
   }
 
-  fail(name: string, value: string, rule: string): WeftError {
-    const source = this.raw.sources.get(name);
+  /** `--name=value` or `VARIABLE=value (--name)`, with secrets redacted: how a message names a value. */
+  shown(name: string, value: string): string {
+    const source = this.sources.get(name);
     const spec = SPECS.get(name);
     const dashes = name.length === 1 ? "-" : "--";
-    const shown =
+    const text =
       spec?.secret === true
         ? "<redacted>"
         : value.includes(" ") || value === ""
           ? JSON.stringify(value)
           : value;
-    const where =
-      source?.from === "env" ? `${source.variable}=${shown} (${dashes}${name})` : `${dashes}${name}=${shown}`;
-    return new WeftError(WeftErrorCode.FlagInvalid, `${where}: ${rule}`, {
-      field: `${dashes}${name}`,
-      value: spec?.secret === true ? undefined : value,
+    return source?.from === "env"
+      ? `${source.variable}=${text} (${dashes}${name})`
+      : `${dashes}${name}=${text}`;
+  }
+
+  fail(name: string, value: string, rule: string): WeftError {
+    const secret = SPECS.get(name)?.secret === true;
+    return new WeftError(WeftErrorCode.FlagInvalid, `${this.shown(name, value)}: ${rule}`, {
+      field: `${name.length === 1 ? "-" : "--"}${name}`,
+      value: secret ? undefined : value,
     });
   }
 
+  /**
+   * `read()`s the flag; when its value came from a variable and is refused, warns and reads the default.
+   * `read` is called again after the fallback, so it must only throw through `fail`.
+   */
+  checked<T>(name: string, read: () => T): T {
+    try {
+      return read();
+    } catch (err) {
+      const source = this.sources.get(name);
+      if (source?.from !== "env" || !isWeftError(err, WeftErrorCode.FlagInvalid)) throw err;
+      this.#fellBack.add(name);
+      this.sources.delete(name);
+      const fallback = SPECS.get(name)?.defaultValue ?? "";
+      this.warnings.push(
+        `${err.message}; ${source.variable} is ignored and the default ${fallback === "" ? "(none)" : JSON.stringify(fallback)} is used`,
+      );
+      return read();
+    }
+  }
+
   bool(name: string): boolean {
-    const value = this.text(name);
-    const parsed = parseGoBool(value);
-    if (parsed === undefined) throw this.fail(name, value, "must be true or false");
-    return parsed;
+    return this.checked(name, () => {
+      const value = this.text(name);
+      const parsed = parseGoBool(value);
+      if (parsed === undefined) throw this.fail(name, value, "must be true or false");
+      return parsed;
+    });
   }
 
   int(name: string, min: number, max: number, rule: string): number {
-    const value = this.text(name);
-    if (!/^[+-]?[0-9]+$/.test(value)) throw this.fail(name, value, `must be a decimal whole number; ${rule}`);
-    if (/^[+-]?0[0-9]/.test(value)) {
-      throw this.fail(
-        name,
-        value,
-        `has a leading zero, which Go reads as octal; write it in decimal; ${rule}`,
-      );
-    }
-    const parsed = Number(value);
-    if (parsed < min || parsed > max) throw this.fail(name, value, rule);
-    return parsed;
+    return this.checked(name, () => {
+      const value = this.text(name);
+      if (!/^[+-]?[0-9]+$/.test(value))
+        throw this.fail(name, value, `must be a decimal whole number; ${rule}`);
+      if (/^[+-]?0[0-9]/.test(value)) {
+        throw this.fail(
+          name,
+          value,
+          `has a leading zero, which Go reads as octal; write it in decimal; ${rule}`,
+        );
+      }
+      const parsed = Number(value);
+      if (parsed < min || parsed > max) throw this.fail(name, value, rule);
+      return parsed;
+    });
   }
 
   nonEmpty(name: string, rule: string): string {
-    const value = this.text(name);
-    if (value === "") throw this.fail(name, value, rule);
-    return value;
+    return this.checked(name, () => {
+      const value = this.text(name);
+      if (value === "") throw this.fail(name, value, rule);
+      return value;
+    });
   }
 
   commaList(name: string, value: string, what: string): readonly string[] {
@@ -154,10 +207,12 @@ class FlagReader {
   }
 
   oneOf<T extends string>(name: string, choices: readonly T[]): T {
-    const value = this.text(name);
-    if (!(choices as readonly string[]).includes(value))
-      throw this.fail(name, value, `must be one of ${choices.join(", ")}`);
-    return value as T;
+    return this.checked(name, () => {
+      const value = this.text(name);
+      if (!(choices as readonly string[]).includes(value))
+        throw this.fail(name, value, `must be one of ${choices.join(", ")}`);
+      return value as T;
+    });
   }
 }
 
@@ -173,40 +228,49 @@ export function parseFlags(
   const warnings = [...raw.warnings];
   if (raw.help) {
     return build(
-      new FlagReader({ values: new Map(), sources: new Map(), help: true, warnings }),
-      warnings,
+      new FlagReader({ values: new Map(), sources: new Map(), help: true, warnings }, warnings),
       true,
     );
   }
-  return build(new FlagReader(raw), warnings, false);
+  return build(new FlagReader(raw, warnings), false);
 }
 
-function build(r: FlagReader, warnings: string[], help: boolean): AgentFlags {
-  const etcdEndpoints = r.commaList("etcd-endpoints", r.text("etcd-endpoints"), "URLs");
-  const iface = r.list("iface");
-  for (const value of iface)
-    if (value === "") throw r.fail("iface", value, "must be an interface name or IP");
-  const ifaceRegex = r.list("iface-regex");
-  for (const value of ifaceRegex) {
-    try {
-      new RegExp(value);
-    } catch (err) {
-      throw r.fail("iface-regex", value, `is not a valid regular expression (${errorMessage(err)})`);
-    }
-  }
-  const publicIpText = r.text("public-ip");
-  if (publicIpText !== "") {
-    const parsed = tryParseIpv4(publicIpText);
-    if (!parsed.ok) throw r.fail("public-ip", publicIpText, `must be an IPv4 address: ${parsed.reason}`);
-  }
-  const healthzIp = r.text("healthz-ip");
-  if (isIP(healthzIp) === 0 && !/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(healthzIp)) {
-    throw r.fail("healthz-ip", healthzIp, "must be an IP address or a host name");
-  }
+function build(r: FlagReader, help: boolean): AgentFlags {
+  const warnings = r.warnings;
   const store = r.oneOf("store", STORE_KINDS);
-
   const etcdKeyfile = r.text("etcd-keyfile");
   const etcdCertfile = r.text("etcd-certfile");
+  const clientCert = etcdKeyfile !== "" && etcdCertfile !== "";
+  const isEtcd = store === "etcd" || store === "etcd2";
+  const etcdEndpoints = r.checked("etcd-endpoints", () => {
+    const list = r.commaList("etcd-endpoints", r.text("etcd-endpoints"), "URLs");
+    return isEtcd ? etcdEndpointList(r, "etcd-endpoints", list, clientCert) : list;
+  });
+  const iface = r.checked("iface", () => {
+    const list = r.list("iface");
+    for (const value of list)
+      if (value === "") throw r.fail("iface", value, "must be an interface name or IP");
+    return list;
+  });
+  const ifaceRegex = r.checked("iface-regex", () => {
+    const list = r.list("iface-regex");
+    for (const value of list) {
+      try {
+        goRegExp(value);
+      } catch (err) {
+        throw r.fail("iface-regex", value, `is not a valid regular expression (${errorMessage(err)})`);
+      }
+    }
+    return list;
+  });
+  const healthzIp = r.checked("healthz-ip", () => {
+    const value = r.text("healthz-ip");
+    if (isIP(value) === 0 && !/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(value)) {
+      throw r.fail("healthz-ip", value, "must be an IP address or a host name");
+    }
+    return value;
+  });
+
   if ((etcdKeyfile === "") !== (etcdCertfile === "")) {
     warnings.push(
       "etcd TLS needs both --etcd-keyfile and --etcd-certfile; connecting to etcd without a client certificate",
@@ -222,7 +286,8 @@ function build(r: FlagReader, warnings: string[], help: boolean): AgentFlags {
     etcdPassword: r.text("etcd-password"),
     iface,
     ifaceRegex,
-    publicIp: publicIpText === "" ? undefined : publicIpText,
+    ifaceCanReach: optionalIpv4(r, "iface-can-reach"),
+    publicIp: optionalIpv4(r, "public-ip"),
     subnetFile: r.nonEmpty("subnet-file", "must be a file path"),
     subnetLeaseRenewMarginMinutes: r.int("subnet-lease-renew-margin", 1, 1439, "must be 1..1439 minutes"),
     ipMasq: r.bool("ip-masq"),
@@ -231,28 +296,62 @@ function build(r: FlagReader, warnings: string[], help: boolean): AgentFlags {
     iptablesResyncSeconds: r.int("iptables-resync", 1, 86_400, "must be 1..86400 seconds"),
     healthzIp,
     healthzPort: r.int("healthz-port", 0, 65_535, "must be a port 0..65535 (0 disables the health server)"),
+    controlSocket: r.nonEmpty("control-socket", "must be a socket path (default /run/weft/weft.sock)"),
     verbosity: r.int("v", 0, 2_147_483_647, "must be a log level ≥ 0"),
     version: r.bool("version"),
     help,
     store,
-    storeEndpoints: storeEndpoints(r, store, etcdEndpoints, warnings),
+    storeEndpoints: r.checked("store-endpoints", () => storeEndpoints(r, store, etcdEndpoints, clientCert)),
     consulToken: r.text("consul-token"),
     natsCreds: r.text("nats-creds"),
     dryRun: r.bool("dry-run"),
     logFormat: r.oneOf("log-format", LOG_FORMATS),
-    sources: r.raw.sources,
+    sources: r.sources,
     warnings,
   };
   warnOnForeignStoreFlags(r, store, warnings);
   return flags;
 }
 
+function optionalIpv4(r: FlagReader, name: string): string | undefined {
+  return r.checked(name, () => {
+    const value = r.text(name);
+    if (value === "") return undefined;
+    const parsed = tryParseIpv4(value);
+    if (!parsed.ok) throw r.fail(name, value, `must be an IPv4 address: ${parsed.reason}`);
+    return value;
+  });
+}
+
+/** Reads etcd endpoints as etcd's Go client does (see `readEtcdEndpoints`), warning about what it changed. */
+function etcdEndpointList(
+  r: FlagReader,
+  name: string,
+  items: readonly string[],
+  clientCert: boolean,
+): readonly string[] {
+  const value = items.join(",");
+  const read = readEtcdEndpoints(items, clientCert);
+  if ("rule" in read) throw r.fail(name, value, read.rule);
+  const flag = r.shown(name, value);
+  if (read.bare.length > 0) {
+    const scheme = clientCert ? "https:// (a client certificate is set)" : "http://";
+    r.warnings.push(`${flag}: ${read.bare.join(",")} has no scheme; using ${scheme}, as etcd's client does`);
+  }
+  if (read.trimmed.length > 0) {
+    r.warnings.push(
+      `${flag}: only the scheme, host and port of ${read.trimmed.join(",")} are used; etcd's client ignores the rest of the URL (use --etcd-username/--etcd-password for credentials)`,
+    );
+  }
+  return read.endpoints;
+}
+
 function storeEndpoints(
   r: FlagReader,
   store: StoreKind,
   etcdEndpoints: readonly string[],
-  warnings: string[],
-) {
+  clientCert: boolean,
+): readonly string[] {
   const given = r.text("store-endpoints");
   if (store === "sqlite") {
     const path = given === "" ? DEFAULT_STORE_ENDPOINTS.sqlite : given;
@@ -260,16 +359,12 @@ function storeEndpoints(
       throw r.fail("store-endpoints", given, "--store=sqlite takes one database file path");
     return [path];
   }
-  if (given === "") {
-    return store === "etcd" || store === "etcd2" ? etcdEndpoints : [DEFAULT_STORE_ENDPOINTS[store]];
-  }
-  const endpoints = r.commaList("store-endpoints", given, "URLs");
-  if (
-    (store === "etcd" || store === "etcd2") &&
-    r.given("etcd-endpoints") &&
-    endpoints.join(",") !== etcdEndpoints.join(",")
-  ) {
-    warnings.push(
+  const isEtcd = store === "etcd" || store === "etcd2";
+  if (given === "") return isEtcd ? etcdEndpoints : [DEFAULT_STORE_ENDPOINTS[store]];
+  const list = r.commaList("store-endpoints", given, "URLs");
+  const endpoints = isEtcd ? etcdEndpointList(r, "store-endpoints", list, clientCert) : list;
+  if (isEtcd && r.given("etcd-endpoints") && endpoints.join(",") !== etcdEndpoints.join(",")) {
+    r.warnings.push(
       `--store-endpoints=${given} is used; --etcd-endpoints=${etcdEndpoints.join(",")} is ignored`,
     );
   }

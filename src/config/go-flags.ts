@@ -6,6 +6,8 @@
  * - Environment: a flag not given on the command line takes its variable's value when it is not empty;
  *   a repeatable flag takes exactly one value from the environment.
  * Unlike Go, a positional argument is an error (flanneld ignores it silently).
+ * glog's flags of older flanneld releases (`-logtostderr=true` in old guides) are checked as Go would
+ * and reported together in one notice; weft always logs to stderr.
  * Values are kept as text here; `flags.ts` converts and validates them.
  */
 
@@ -54,6 +56,8 @@ export function readRawFlags(
   const values = new Map<string, string[]>();
   const sources = new Map<string, FlagSource>();
   const warnings: string[] = [];
+  /** glog flags given, reported together in one notice. */
+  const glog: string[] = [];
 
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] ?? "";
@@ -94,6 +98,12 @@ export function readRawFlags(
         i++;
       }
     }
+    if (unsupported?.glog === true) {
+      const rule = glogRule(unsupported, value);
+      if (rule !== undefined) throw flagInvalid(`${dashes}${name}=${value}: ${rule}`, `--${name}`, value);
+      glog.push(`${dashes}${name}${inline === undefined && kind === "bool" ? "" : `=${value}`}`);
+      continue;
+    }
     if (unsupported !== undefined) {
       warnings.push(...checkUnsupported(unsupported, value, `${dashes}${name}=${value}`));
       continue;
@@ -116,9 +126,39 @@ export function readRawFlags(
     const variable = envName(spec.name, "flanneld");
     const value = env[variable];
     if (value === undefined || value === "") continue;
+    if (spec.glog === true) {
+      const rule = glogRule(spec, value);
+      if (rule === undefined) glog.push(`${variable}=${value}`);
+      else warnings.push(`${variable}=${value} (--${spec.name}): ${rule}; ignored`);
+      continue;
+    }
     warnings.push(...checkUnsupported(spec, value, `${variable}=${value} (--${spec.name})`));
   }
+  if (glog.length > 0) {
+    warnings.push(
+      `${glog.join(" ")}: accepted for older flanneld command lines and ignored; weft always logs to stderr`,
+    );
+  }
   return { values, sources, help: false, warnings };
+}
+
+/** Why a glog flag's value would stop Go's flag package, or `undefined` when it is valid. */
+function glogRule(spec: UnsupportedFlagSpec, value: string): string | undefined {
+  if (spec.kind === "bool") return parseGoBool(value) === undefined ? "must be true or false" : undefined;
+  return spec.check?.(value);
+}
+
+/**
+ * A Go (RE2) regular expression as a JavaScript RegExp, for `--iface-regex`. RE2's syntax is close to a
+ * subset of JavaScript's; the difference people write is a leading flag group, `(?i)^ETH`, which becomes
+ * RegExp flags. Throws SyntaxError for an invalid pattern or the ungreedy flag `U`.
+ */
+export function goRegExp(pattern: string): RegExp {
+  const lead = /^\(\?([imsU]+)\)/.exec(pattern);
+  if (lead === null) return new RegExp(pattern);
+  const flags = lead[1] ?? "";
+  if (flags.includes("U")) throw new SyntaxError("Go's ungreedy flag (?U) has no JavaScript equivalent");
+  return new RegExp(pattern.slice(lead[0].length), [...new Set(flags)].join(""));
 }
 
 /** Warnings for a harmless use of an unsupported flag; throws FLAG_UNKNOWN for a use that matters. */

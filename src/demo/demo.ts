@@ -174,6 +174,8 @@ async function runDemoSteps(scenario: Scenario, hosts: DemoHost[], db: string): 
       `--etcd-prefix=${prefix}`,
       iface,
       `--subnet-file=${join(h.dir, "subnet.env")}`,
+      // The demo's hosts share this machine's /run: each agent's control socket lives in its directory.
+      `--control-socket=${join(h.dir, "weft.sock")}`,
     ];
     h.agent = h.host.ns.spawn(args);
     say(`[host${i + 1} ${h.host.address}] $ weft --store=sqlite --etcd-prefix=${prefix} ${iface} &`);

@@ -42,20 +42,34 @@ export function encodeAddrDump(w: MessageWriter, seq: number, family: number = A
   w.end();
 }
 
-/** Decodes an RTM_NEWADDR / RTM_DELADDR message. */
+/** IFA_CACHEINFO: struct ifa_cacheinfo { u32 ifa_prefered; u32 ifa_valid; u32 cstamp; u32 tstamp }. */
+const IFA_CACHEINFO = 6;
+
+/**
+ * Decodes an RTM_NEWADDR / RTM_DELADDR message. `flags` is IFA_FLAGS (32 bits) when present, else the
+ * header's 8-bit ifa_flags when not zero; the lifetimes come from IFA_CACHEINFO when present.
+ */
 export function decodeAddr(r: Reader, m: RawMessage): Addr {
   const family = r.u8(m.offset);
   const prefixLen = r.u8(m.offset + 1);
+  const headerFlags = r.u8(m.offset + 2);
   const scope = r.u8(m.offset + 3);
   const index = r.u32(m.offset + 4);
   let local: string | undefined;
   let address = "";
   let label: string | undefined;
+  let flags: number | undefined;
+  let lifetimes: { preferredLifetime: number; validLifetime: number } | undefined;
   r.attrs(m.offset + SIZE.IFADDRMSG, m.end, (type, offset, length) => {
     if (type === IFA.LOCAL) local = formatIp(r.data, offset, length);
     else if (type === IFA.ADDRESS) address = formatIp(r.data, offset, length);
     else if (type === IFA.LABEL) label = r.string(offset, length);
+    else if (type === IFA.FLAGS && length >= 4) flags = r.u32(offset);
+    else if (type === IFA_CACHEINFO && length >= 8) {
+      lifetimes = { preferredLifetime: r.u32(offset), validLifetime: r.u32(offset + 4) };
+    }
   });
+  if (flags === undefined && headerFlags !== 0) flags = headerFlags;
   return {
     index,
     family,
@@ -63,5 +77,7 @@ export function decodeAddr(r: Reader, m: RawMessage): Addr {
     prefixLen,
     scope,
     ...(label === undefined ? {} : { label }),
+    ...(flags === undefined ? {} : { flags }),
+    ...lifetimes,
   };
 }

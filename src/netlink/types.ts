@@ -84,7 +84,32 @@ export interface Addr {
   readonly scope?: number | undefined;
   /** IFA_LABEL ("eth0", "eth0:1"); IPv4 only. */
   readonly label?: string | undefined;
+  /**
+   * IFA_F_* flags as `ip addr` shows them (read only): the IFA_FLAGS attribute, or the 8-bit ifa_flags of
+   * the header when the kernel sends no IFA_FLAGS. 0x01 secondary (IPv4) / temporary (IPv6), 0x20
+   * deprecated, 0x80 permanent (valid_lft forever); see `IFA_F`.
+   */
+  readonly flags?: number | undefined;
+  /** Seconds of `valid_lft` left (IFA_CACHEINFO); `ADDR_LIFETIME_FOREVER` for forever. Read only. */
+  readonly validLifetime?: number | undefined;
+  /** Seconds of `preferred_lft` left (IFA_CACHEINFO); 0 once deprecated. Read only. */
+  readonly preferredLifetime?: number | undefined;
 }
+
+/** Address flags (IFA_F_*, linux/if_addr.h) that weft reads. */
+export const IFA_F = {
+  /** IPv4: not the first address of its prefix on the link (`secondary`). Same bit as TEMPORARY. */
+  SECONDARY: 0x01,
+  /** IPv6: a privacy (temporary) address. Same bit as SECONDARY. */
+  TEMPORARY: 0x01,
+  /** The preferred lifetime ran out (`deprecated`). */
+  DEPRECATED: 0x20,
+  /** The valid lifetime is forever: set by hand, not by DHCP/SLAAC (`permanent` in iproute2's terms). */
+  PERMANENT: 0x80,
+} as const;
+
+/** The lifetime value meaning "forever" (INFINITY_LIFE_TIME). */
+export const ADDR_LIFETIME_FOREVER = 0xffff_ffff;
 
 /**
  * A neighbour entry: an ARP/NDP entry (`ip neigh`, family AF_INET/AF_INET6) or a bridge forwarding

@@ -298,6 +298,10 @@ export class Cluster {
   ): Agent {
     const named = extra.some((a) => /^--?iface(-regex)?(=|$)/.test(a));
     const iface = named || options.iface === false ? [] : ["--iface=eth0"];
+    // Each agent's control socket in the cluster's directory, never /run/weft of the machine.
+    const socket = extra.some((a) => /^--?control-socket(=|$)/.test(a))
+      ? []
+      : [`--control-socket=${join(this.dir, `weft-host${i}.sock`)}`];
     const storeFlags =
       this.store === "etcd" || this.store === "etcd2"
         ? [`--store=${this.store}`, `--etcd-endpoints=${this.endpoint}`]
@@ -312,6 +316,7 @@ export class Cluster {
         `--etcd-prefix=${this.prefix}`,
         ...iface,
         `--subnet-file=${this.subnetFile(i)}`,
+        ...socket,
         ...extra,
       ],
       env,

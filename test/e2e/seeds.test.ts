@@ -63,7 +63,8 @@ describe.skipIf(!canUseNetns())("seed 001: agents wait for the config, then pick
       return true;
     });
     for (let i = 0; i < 3; i++) {
-      expect(cluster.agents.get(i)?.log()).toContain(`iface=eth0 publicIP=${cluster.host(i).address}`);
+      const address = cluster.host(i).address;
+      expect(cluster.agents.get(i)?.log()).toContain(`iface=eth0 ifaceIP=${address} publicIP=${address}`);
       for (const route of await cluster.routes(i))
         expect(route).toMatch(/^10\.100\.\d+\.0\/24 via 172\.17\.42\.4[1-3] dev eth0 proto 77$/);
     }

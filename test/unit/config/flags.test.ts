@@ -83,6 +83,22 @@ describe("flags", () => {
     expect(flags.ifaceRegex).toEqual(["^en", "^wl"]);
   });
 
+  test("flags - --iface-can-reach takes an IPv4 address, from the command line or FLANNELD_IFACE_CAN_REACH", () => {
+    expect(parse([]).ifaceCanReach).toBeUndefined();
+    expect(parse(["-iface-can-reach=192.168.205.1"]).ifaceCanReach).toBe("192.168.205.1");
+    expect(parse([], { FLANNELD_IFACE_CAN_REACH: "10.0.0.1" }).ifaceCanReach).toBe("10.0.0.1");
+    expect(refusal(["--iface-can-reach=gateway"]).message).toStartWith(
+      "--iface-can-reach=gateway: must be an IPv4 address",
+    );
+  });
+
+  test("flags - --iface-regex takes Go's syntax, a leading (?i) included", () => {
+    expect(parse(["--iface-regex=(?i)^ETH"]).ifaceRegex).toEqual(["(?i)^ETH"]);
+    expect(refusal(["--iface-regex=(?U)a+"]).message).toStartWith(
+      "--iface-regex=(?U)a+: is not a valid regular expression (Go's ungreedy flag",
+    );
+  });
+
   test("flags - a repeated scalar flag: the last one wins", () => {
     expect(parse(["--etcd-prefix=/a", "--etcd-prefix=/b"]).etcdPrefix).toBe("/b");
   });
@@ -168,15 +184,169 @@ describe("flags environment", () => {
     for (const spec of FLAGS) expect(envName(spec.name, spec.origin)).toMatch(/^(FLANNELD|WEFT)_[A-Z_]+$/);
   });
 
-  test("flags - a bad variable value names the variable, the flag and the rule", () => {
-    const err = refusal([], { FLANNELD_SUBNET_LEASE_RENEW_MARGIN: "0" });
+  test("flags - a bad variable value is a warning naming variable, value, rule and the default used", () => {
+    const flags = parse([], {
+      FLANNELD_SUBNET_LEASE_RENEW_MARGIN: "0",
+      FLANNELD_IP_MASQ: "yes",
+      FLANNELD_PUBLIC_IP: "10.0.0",
+      FLANNELD_ETCD_ENDPOINTS: "unix:///run/etcd.sock",
+      FLANNELD_ETCD_PREFIX: "/ok",
+    });
+    expect(flags.subnetLeaseRenewMarginMinutes).toBe(60);
+    expect(flags.ipMasq).toBe(false);
+    expect(flags.publicIp).toBeUndefined();
+    expect(flags.etcdEndpoints).toEqual(["http://127.0.0.1:4001", "http://127.0.0.1:2379"]);
+    expect(flags.storeEndpoints).toEqual(flags.etcdEndpoints);
+    expect(flags.etcdPrefix).toBe("/ok");
+    expect(flags.sources.has("ip-masq")).toBe(false);
+    expect(flags.sources.get("etcd-prefix")).toEqual({ from: "env", variable: "FLANNELD_ETCD_PREFIX" });
+    expect(flags.warnings).toContain(
+      'FLANNELD_SUBNET_LEASE_RENEW_MARGIN=0 (--subnet-lease-renew-margin): must be 1..1439 minutes; FLANNELD_SUBNET_LEASE_RENEW_MARGIN is ignored and the default "60" is used',
+    );
+    expect(flags.warnings).toContain(
+      'FLANNELD_IP_MASQ=yes (--ip-masq): must be true or false; FLANNELD_IP_MASQ is ignored and the default "false" is used',
+    );
+    expect(flags.warnings).toContain(
+      "FLANNELD_PUBLIC_IP=10.0.0 (--public-ip): must be an IPv4 address: expected four dot-separated numbers 0..255, found 3 part(s); FLANNELD_PUBLIC_IP is ignored and the default (none) is used",
+    );
+    expect(
+      flags.warnings.find((w) => w.startsWith("FLANNELD_ETCD_ENDPOINTS=unix:///run/etcd.sock")),
+    ).toContain('is ignored and the default "http://127.0.0.1:4001,http://127.0.0.1:2379" is used');
+    expect(flags.warnings).toHaveLength(4);
+    for (const warning of flags.warnings) expect(warning).not.toContain("\n");
+  });
+
+  test("flags - WEFT_* variables follow the same rule", () => {
+    const flags = parse([], { WEFT_STORE: "redis", WEFT_LOG_FORMAT: "json" });
+    expect(flags.store).toBe("etcd");
+    expect(flags.logFormat).toBe("json");
+    expect(flags.warnings).toEqual([
+      'WEFT_STORE=redis (--store): must be one of etcd, etcd2, consul, nats, sqlite; WEFT_STORE is ignored and the default "etcd" is used',
+    ]);
+  });
+
+  test("flags - the same bad value on the command line still stops weft", () => {
+    expect(
+      refusal(["--subnet-lease-renew-margin=0"], { FLANNELD_SUBNET_LEASE_RENEW_MARGIN: "30" }).message,
+    ).toBe("--subnet-lease-renew-margin=0: must be 1..1439 minutes");
+    expect(refusal(["--ip-masq=yes"]).code).toBe(WeftErrorCode.FlagInvalid);
+  });
+});
+
+describe("flags glog", () => {
+  test("flags - seed 000's command line parses, with one notice that weft logs to stderr", () => {
+    const flags = parse([
+      "-etcd-endpoints=http://172.17.42.1:2379",
+      "-etcd-prefix=/cluster.hostgw/network",
+      "-logtostderr=true",
+      "-v=3",
+    ]);
+    expect(flags.etcdEndpoints).toEqual(["http://172.17.42.1:2379"]);
+    expect(flags.etcdPrefix).toBe("/cluster.hostgw/network");
+    expect(flags.verbosity).toBe(3);
+    expect(flags.warnings).toEqual([
+      "-logtostderr=true: accepted for older flanneld command lines and ignored; weft always logs to stderr",
+    ]);
+  });
+
+  test("flags - glog's flags with and without values, as Go's flag package reads them, make one notice", () => {
+    const flags = parse([
+      "-logtostderr",
+      "--alsologtostderr=false",
+      "-log_dir",
+      "/var/log/flannel",
+      "-stderrthreshold=error",
+      "-stderrthreshold",
+      "2",
+      "-v",
+      "1",
+    ]);
+    expect(flags.verbosity).toBe(1);
+    expect(flags.warnings).toEqual([
+      "-logtostderr --alsologtostderr=false -log_dir=/var/log/flannel -stderrthreshold=error -stderrthreshold=2: accepted for older flanneld command lines and ignored; weft always logs to stderr",
+    ]);
+  });
+
+  test("flags - a glog flag with a value Go would refuse is refused", () => {
+    expect(refusal(["-logtostderr=maybe"]).message).toBe("-logtostderr=maybe: must be true or false");
+    expect(refusal(["-stderrthreshold=LOUD"]).message).toBe(
+      "-stderrthreshold=LOUD: must be INFO, WARNING, ERROR, FATAL or a number, as glog takes it",
+    );
+    expect(refusal(["-log_dir"]).message).toBe("flag -log_dir needs a value");
+    expect(refusal(["-logtostderr", "false"]).message).toContain('unexpected argument "false"');
+  });
+
+  test("flags - glog flags from the environment join the notice; a bad one is only a warning", () => {
+    const flags = parse([], { FLANNELD_LOGTOSTDERR: "1", FLANNELD_STDERRTHRESHOLD: "LOUD" });
+    expect(flags.warnings).toEqual([
+      "FLANNELD_STDERRTHRESHOLD=LOUD (--stderrthreshold): must be INFO, WARNING, ERROR, FATAL or a number, as glog takes it; ignored",
+      "FLANNELD_LOGTOSTDERR=1: accepted for older flanneld command lines and ignored; weft always logs to stderr",
+    ]);
+  });
+});
+
+describe("flags etcd endpoints", () => {
+  test("flags - an endpoint without a scheme is used as http://, with a warning", () => {
+    const flags = parse(["--etcd-endpoints=10.0.0.5:2379,http://10.0.0.6:2379,etcd-3.lan:2379"]);
+    expect(flags.etcdEndpoints).toEqual([
+      "http://10.0.0.5:2379",
+      "http://10.0.0.6:2379",
+      "http://etcd-3.lan:2379",
+    ]);
+    expect(flags.storeEndpoints).toEqual(flags.etcdEndpoints);
+    expect(flags.warnings).toEqual([
+      "--etcd-endpoints=10.0.0.5:2379,http://10.0.0.6:2379,etcd-3.lan:2379: 10.0.0.5:2379,etcd-3.lan:2379 has no scheme; using http://, as etcd's client does",
+    ]);
+  });
+
+  test("flags - with a client certificate a bare endpoint is https://, as etcd's client dials it with TLS", () => {
+    const flags = parse([
+      "--etcd-endpoints=[fd00::5]:2379",
+      "--etcd-keyfile=/k.pem",
+      "--etcd-certfile=/c.pem",
+    ]);
+    expect(flags.etcdEndpoints).toEqual(["https://[fd00::5]:2379"]);
+    expect(flags.warnings[0]).toContain("using https:// (a client certificate is set)");
+  });
+
+  test("flags - --store-endpoints of etcd2 and a FLANNELD_ETCD_ENDPOINTS variable are read the same way", () => {
+    const v2 = parse(["--store=etcd2", "--store-endpoints=127.0.0.1:2379"]);
+    expect(v2.storeEndpoints).toEqual(["http://127.0.0.1:2379"]);
+    expect(v2.warnings[0]).toStartWith("--store-endpoints=127.0.0.1:2379: 127.0.0.1:2379 has no scheme");
+    const env = parse([], { FLANNELD_ETCD_ENDPOINTS: "10.0.0.5:2379" });
+    expect(env.etcdEndpoints).toEqual(["http://10.0.0.5:2379"]);
+    expect(env.warnings[0]).toStartWith(
+      "FLANNELD_ETCD_ENDPOINTS=10.0.0.5:2379 (--etcd-endpoints): 10.0.0.5:2379 has no scheme",
+    );
+  });
+
+  test("flags - the path of an endpoint URL is dropped, as etcd's client ignores it", () => {
+    const flags = parse(["--etcd-endpoints=http://10.0.0.5:2379/v2/keys"]);
+    expect(flags.etcdEndpoints).toEqual(["http://10.0.0.5:2379"]);
+    expect(flags.warnings[0]).toContain("only the scheme, host and port of http://10.0.0.5:2379 are used");
+  });
+
+  test.each([
+    ["--etcd-endpoints=10.0.0.5", "--etcd-endpoints=10.0.0.5: 10.0.0.5 is neither a URL"],
+    ["--etcd-endpoints=10.0.0.5:99999", "--etcd-endpoints=10.0.0.5:99999: 10.0.0.5:99999 is neither a URL"],
+    [
+      "--etcd-endpoints=unix:///run/etcd.sock",
+      "--etcd-endpoints=unix:///run/etcd.sock: unix:// endpoints are not supported",
+    ],
+    [
+      "--etcd-endpoints=ftp://10.0.0.5:2379",
+      "--etcd-endpoints=ftp://10.0.0.5:2379: ftp://10.0.0.5:2379 must be http://host:port or https://host:port",
+    ],
+    ["--etcd-endpoints=http://a b:1", '--etcd-endpoints="http://a b:1": must be a comma-separated list'],
+    ["--store-endpoints=http://", "--store-endpoints=http://: http:// is not a valid URL"],
+  ])("flags - %p is refused at start naming the flag and the value", (arg, message) => {
+    const err = refusal([arg]);
     expect(err.code).toBe(WeftErrorCode.FlagInvalid);
-    expect(err.message).toBe(
-      "FLANNELD_SUBNET_LEASE_RENEW_MARGIN=0 (--subnet-lease-renew-margin): must be 1..1439 minutes",
-    );
-    expect(refusal([], { FLANNELD_IP_MASQ: "yes" }).message).toBe(
-      "FLANNELD_IP_MASQ=yes (--ip-masq): must be true or false",
-    );
+    expect(err.message).toStartWith(message);
+  });
+
+  test("flags - etcd endpoints are not checked when another store is used", () => {
+    expect(parse(["--store=sqlite", "--etcd-endpoints=10.0.0.5"]).etcdEndpoints).toEqual(["10.0.0.5"]);
   });
 });
 
@@ -267,7 +437,6 @@ describe("flags unknown and unsupported", () => {
     [["--kubeconfig-file", "/etc/kube.conf"], "--kubeconfig-file"],
     [["--net-config-path=/etc/net.json"], "--net-config-path"],
     [["--ip-blackhole-route"], "--ip-blackhole-route"],
-    [["--iface-can-reach=8.8.8.8"], "--iface-can-reach"],
     [["--public-ipv6=fd00::1"], "--public-ipv6"],
     [["--set-node-network-unavailable=false"], "--set-node-network-unavailable"],
   ])("flags - flanneld-only %p is FLAG_UNKNOWN saying weft does not support it", (argv, name) => {
