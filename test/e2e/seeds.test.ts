@@ -10,8 +10,9 @@ import { Cluster, eventually, SEED_000_CONFIG } from "./cluster.ts";
 describe.skipIf(!canUseNetns())("seed 000: config written with the etcd v2 API", () => {
   let cluster: Cluster;
   beforeAll(async () => {
-    // An etcd with the v2 API on (etcd ≤ 3.5 `--enable-v2`), as the seed's etcd 3.4 lab has it.
-    cluster = await Cluster.start({ store: "etcd2", hosts: 2 });
+    // An etcd with the v2 API on (etcd ≤ 3.5 `--enable-v2`), as the seed's etcd 3.4 lab has it; hosts
+    // with a default route, since the seed's command line names no interface.
+    cluster = await Cluster.start({ store: "etcd2", hosts: 2, segments: [2] });
     await cluster.writeConfig(SEED_000_CONFIG);
   }, 60_000);
   afterAll(async () => {
@@ -28,13 +29,21 @@ describe.skipIf(!canUseNetns())("seed 000: config written with the etcd v2 API",
     expect(cluster.agents.get(0)?.proc.exitCode).toBeNull();
   }, 30_000);
 
-  test("seed 000 - following the hint (--store=etcd2), both hosts route to each other", async () => {
+  test("seed 000 - its exact command line plus the hint's --store=etcd2: both hosts route to each other", async () => {
     expect(await cluster.stopAgent(0)).toBe(0);
-    cluster.startAgent(0);
-    cluster.startAgent(1);
+    // `flanneld -etcd-endpoints=http://etcd-server:2379 -etcd-prefix=/cluster.hostgw/network -logtostderr=true -v=3`
+    const seed = [
+      `-etcd-endpoints=${cluster.endpoint}`,
+      "-etcd-prefix=/cluster.hostgw/network",
+      "-logtostderr=true",
+      "-v=3",
+      "--store=etcd2",
+    ];
+    for (const i of [0, 1]) cluster.startAgent(i, seed, {}, { iface: false });
     await eventually("both hosts to route to each other", async () => {
       return (await cluster.routes(0)).length === 1 && (await cluster.routes(1)).length === 1;
     });
+    expect(cluster.agents.get(0)?.log()).toContain("weft always logs to stderr");
   }, 30_000);
 });
 
