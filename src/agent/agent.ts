@@ -29,6 +29,7 @@ import type { Neigh, Route } from "../netlink/types.ts";
 import { ApplyLoop, BusyTracker } from "../reconcile/apply-loop.ts";
 import { type OwnLease, SubnetManager } from "../subnet/manager.ts";
 import { previousSubnet, writeSubnetEnv } from "../subnet/subnet-env.ts";
+import { type DriftKind, DriftLog } from "./drift-log.ts";
 import type { ExternalChoice } from "./ext-iface.ts";
 import { type LastApply, lastApplyOf, SkipReporter, statusOf } from "./status.ts";
 import type { Wiring } from "./wiring.ts";
@@ -67,6 +68,10 @@ export interface AgentOptions {
   readonly onChange?: (() => void) | undefined;
 }
 
+/** Failed entries logged one by one per apply; the rest are counted (all of them are in /status). */
+const FAILURES_LOGGED = 10;
+const ENODEV = 19;
+
 export class Agent implements StatusSource {
   readonly #o: AgentOptions;
   readonly #manager: SubnetManager;
@@ -85,6 +90,8 @@ export class Agent implements StatusSource {
   #lastApply: LastApply | undefined;
   #recovering = false;
   #signal: AbortSignal = new AbortController().signal;
+  /** Drift seen since the last apply, logged once per kind when the apply runs. */
+  readonly #drifts = new DriftLog();
 
   constructor(options: AgentOptions) {
     this.#o = options;
@@ -146,12 +153,9 @@ export class Agent implements StatusSource {
       route: (route, deleted) =>
         this.#drift("route", wiring.tables.noteRoute(route, deleted), route.dst, deleted),
       neigh: (neigh, deleted) =>
-        this.#drift(
-          neigh.family === AF.BRIDGE ? "fdb" : "neigh",
-          wiring.tables.noteNeigh(neigh, deleted),
-          neigh.ip ?? neigh.mac ?? "",
-          deleted,
-        ),
+        neigh.family === AF.BRIDGE
+          ? this.#drift("fdb", wiring.tables.noteNeigh(neigh, deleted), neigh.mac ?? "", deleted)
+          : this.#drift("neigh", wiring.tables.noteNeigh(neigh, deleted), neigh.ip ?? "", deleted),
       resync: (reason) => {
         log.info("re-reading kernel state", { reason });
         this.#deviceStale = true;
@@ -224,16 +228,10 @@ export class Agent implements StatusSource {
     });
   }
 
-  #drift(kind: "route" | "neigh" | "fdb", concerns: boolean, what: string, deleted: boolean): void {
+  #drift(kind: DriftKind, concerns: boolean, what: string, deleted: boolean): void {
     if (!concerns) return;
     this.#o.metrics.driftRepairs.inc({ kind });
-    this.#o.log.info(
-      `kernel ${kind === "route" ? "route" : kind === "fdb" ? "FDB entry" : "neighbour"} changed outside weft; repairing`,
-      {
-        [kind === "route" ? "dst" : "entry"]: what,
-        deleted,
-      },
-    );
+    this.#drifts.note(kind, what, deleted);
     this.#loop.kick();
   }
 
@@ -336,8 +334,16 @@ export class Agent implements StatusSource {
     const { metrics, log, wiring } = this.#o;
     const started = performance.now();
     try {
+      this.#drifts.flush(log);
       const result = await this.#busy.track(async () => {
         if (this.#deviceStale) await this.#ensureDevice(this.#manager.lease?.subnet);
+        const first = await wiring.tables.apply();
+        if (!first.failures.some((f) => f.errno === ENODEV)) return first;
+        // The device went away under the apply (its flush events came before its removal): make it
+        // again and apply once more, instead of reporting an error per entry.
+        this.#deviceStale = true;
+        await this.#ensureDevice(this.#manager.lease?.subnet);
+        wiring.tables.queueResync();
         return wiring.tables.apply();
       });
       const durationMs = performance.now() - started;
@@ -354,8 +360,13 @@ export class Agent implements StatusSource {
           ms: durationMs.toFixed(2),
         });
       }
-      for (const f of result.failures)
+      for (const f of result.failures.slice(0, FAILURES_LOGGED))
         log.warn(`${f.kind} change failed`, { entry: f.key, op: f.op, error: f.message });
+      if (result.failures.length > FAILURES_LOGGED)
+        log.warn("more changes failed", {
+          more: result.failures.length - FAILURES_LOGGED,
+          see: "weft status",
+        });
       if (ok && !this.#firstApplyOk) {
         this.#firstApplyOk = true;
         log.info("first full apply done", { routes: wiring.tables.routes.desired.size });

@@ -32,6 +32,8 @@ export interface OwnedKind<V> {
 export interface OwnedFailure {
   readonly key: string;
   readonly op: "replace" | "delete";
+  /** The kernel's errno (ENODEV 19: the device is gone). */
+  readonly errno: number;
   readonly message: string;
 }
 
@@ -145,7 +147,7 @@ export class OwnedTable<V> {
     for (const f of outcome) {
       if (kind.goneErrnos.includes(f.errno)) continue;
       failed.add(kind.key(f.item));
-      failures.push({ key: kind.key(f.item), op: "delete", message: f.message });
+      failures.push({ key: kind.key(f.item), op: "delete", errno: f.errno, message: f.message });
     }
     let deleted = 0;
     for (const [key] of deletes) {
@@ -165,6 +167,7 @@ export class OwnedTable<V> {
     const failures = outcome.map((f) => ({
       key: kind.key(f.item),
       op: "replace" as const,
+      errno: f.errno,
       message: f.message,
     }));
     let replaced = 0;
