@@ -23,12 +23,16 @@ export const MEMORY_AGE_MS = 60_000;
 export const PHASES = ["start", "events", "repairs", "memory"] as const;
 export type Phase = (typeof PHASES)[number];
 
+/** The backends the benchmarks run; a lease carries its name in BackendType. */
+export type BackendType = "host-gw" | "vxlan";
+
 /** Network 10.128.0.0/9 in /24s holds 32,768 subnets; the agent's own lease lands in 10.128.x.0. */
-export const NETWORK_CONFIG = JSON.stringify({
-  Network: "10.128.0.0/9",
-  SubnetLen: 24,
-  Backend: { Type: "host-gw" },
-});
+export function networkConfig(backend: BackendType): string {
+  return JSON.stringify({ Network: "10.128.0.0/9", SubnetLen: 24, Backend: { Type: backend } });
+}
+
+/** The host-gw config of test/bench/agent.bench.ts. */
+export const NETWORK_CONFIG = networkConfig("host-gw");
 
 /** flanneld's lease TTL; every synthetic lease carries an etcd lease of this length, as flanneld's do. */
 export const LEASE_TTL_SECONDS = 86_400;
@@ -41,27 +45,48 @@ export interface Lease {
   /** Store key suffix, "10.129.0.0-24". */
   readonly keyName: string;
   readonly publicIP: string;
-  /** flanneld's JSON for a host-gw lease. */
+  /** The gateway of the peer's route: its PublicIP on host-gw, `<subnet>.0` (onlink) on vxlan. */
+  readonly gateway: string;
+  /** BackendData.VtepMAC of a vxlan lease: the MAC of its ARP entry and the key of its FDB entry. */
+  readonly vtepMac?: string;
+  /** flanneld's JSON for the lease. */
   readonly value: string;
 }
 
-function lease(subnet: string, publicIP: string): Lease {
-  return {
-    dst: `${subnet}/24`,
-    keyName: `${subnet}-24`,
-    publicIP,
-    value: JSON.stringify({ PublicIP: publicIP, PublicIPv6: null, BackendType: "host-gw" }),
-  };
+function lease(subnet: string, publicIP: string, backend: BackendType, n: number): Lease {
+  const base = { dst: `${subnet}/24`, keyName: `${subnet}-24`, publicIP };
+  if (backend === "host-gw") {
+    const value = JSON.stringify({ PublicIP: publicIP, PublicIPv6: null, BackendType: "host-gw" });
+    return { ...base, gateway: publicIP, value };
+  }
+  const vtepMac = peerMac(n);
+  const value = JSON.stringify({
+    PublicIP: publicIP,
+    PublicIPv6: null,
+    BackendType: "vxlan",
+    BackendData: { VNI: 1, VtepMAC: vtepMac },
+  });
+  return { ...base, gateway: subnet, vtepMac, value };
 }
 
-/** Peer i (0-based): subnet 10.129.0.0/24 upward, PublicIP 172.17.100.1 upward (250 per /24). */
-export function peerLease(i: number): Lease {
-  return lease(`10.${129 + (i >> 8)}.${i & 255}.0`, `172.17.${100 + Math.floor(i / 250)}.${1 + (i % 250)}`);
+/** A distinct locally administered unicast MAC per peer: 02:77:00:<n as three bytes>. */
+function peerMac(n: number): string {
+  const bytes = [0x02, 0x77, 0, (n >> 16) & 255, (n >> 8) & 255, n & 255];
+  return bytes.map((b) => b.toString(16).padStart(2, "0")).join(":");
+}
+
+/**
+ * Peer i (0-based): subnet 10.129.0.0/24 upward, PublicIP 172.17.100.1 upward (250 per /24, so
+ * 5,000 peers end at 172.17.119.250); a vxlan lease gets VtepMAC 02:77:00:… numbered from i.
+ */
+export function peerLease(i: number, backend: BackendType = "host-gw"): Lease {
+  const subnet = `10.${129 + (i >> 8)}.${i & 255}.0`;
+  return lease(subnet, `172.17.${100 + Math.floor(i / 250)}.${1 + (i % 250)}`, backend, i);
 }
 
 /** Joining node j (0-based): subnets 10.200.j.0/24, PublicIPs 172.17.110.(j+1). */
 export function joinLease(j: number): Lease {
-  return lease(`10.200.${j}.0`, `172.17.110.${1 + j}`);
+  return lease(`10.200.${j}.0`, `172.17.110.${1 + j}`, "host-gw", j);
 }
 
 /** The agent's memory from /proc/<pid>/status (kB there, KiB here: the kernel's "kB" is 1024 bytes). */
@@ -180,6 +205,36 @@ export class EtcdHttp {
     });
     return kvs.map((kv) => ({ key: unb64(kv.key), value: unb64(kv.value ?? "") }));
   }
+}
+
+/**
+ * Writes leases under `subnetsPrefix` as flanneld does, each key with its own etcd lease of
+ * LEASE_TTL_SECONDS: grants 50 at a time, puts in transactions of 100. Checks that the store then
+ * lists every key written.
+ */
+export async function writeLeases(
+  etcd: EtcdHttp,
+  subnetsPrefix: string,
+  leases: readonly Lease[],
+): Promise<void> {
+  const leaseIds: string[] = [];
+  for (let start = 0; start < leases.length; start += 50) {
+    const n = Math.min(50, leases.length - start);
+    leaseIds.push(...(await Promise.all(Array.from({ length: n }, () => etcd.grant(LEASE_TTL_SECONDS)))));
+  }
+  for (let start = 0; start < leases.length; start += 100) {
+    await etcd.putMany(
+      leases.slice(start, start + 100).map((p, k) => ({
+        key: `${subnetsPrefix}${p.keyName}`,
+        value: p.value,
+        lease: leaseIds[start + k] ?? "",
+      })),
+    );
+  }
+  const listed = new Set((await etcd.list(subnetsPrefix)).map((kv) => kv.key));
+  const lost = leases.filter((p) => !listed.has(`${subnetsPrefix}${p.keyName}`)).length;
+  if (lost > 0)
+    throw new Error(`wrote ${leases.length} leases, the store lists ${leases.length - lost} of them`);
 }
 
 function b64(s: string): string {

@@ -30,6 +30,7 @@ import {
   PEERS,
   type Phase,
   peerLease,
+  writeLeases,
 } from "./agent-fixtures.ts";
 import { NotifyListener, readProcMemory } from "./agent-probes.ts";
 import { PeerRouteWatch } from "./agent-route-watch.ts";
@@ -200,22 +201,7 @@ async function countRoutes(): Promise<number> {
 async function prewrite(): Promise<number> {
   const t0 = performance.now();
   await etcd.put(`${args.prefix}/config`, NETWORK_CONFIG);
-  const leaseIds: string[] = [];
-  for (let start = 0; start < PEERS; start += 50) {
-    const n = Math.min(50, PEERS - start);
-    leaseIds.push(...(await Promise.all(Array.from({ length: n }, () => etcd.grant(LEASE_TTL_SECONDS)))));
-  }
-  for (let start = 0; start < PEERS; start += 100) {
-    await etcd.putMany(
-      peers.slice(start, start + 100).map((p, k) => ({
-        key: `${subnetsPrefix}${p.keyName}`,
-        value: p.value,
-        lease: leaseIds[start + k] ?? "",
-      })),
-    );
-  }
-  const written = (await etcd.list(subnetsPrefix)).length;
-  if (written !== PEERS) throw new Error(`wrote ${PEERS} leases, the store lists ${written}`);
+  await writeLeases(etcd, subnetsPrefix, peers);
   return performance.now() - t0;
 }
 

@@ -42,16 +42,7 @@
 // flanneld comes from build/test-bin.sh (cached in ~/.cache/weft-test-bin); when it cannot be built
 // or run, weft's figures are printed with a line saying why flanneld is missing, and the other way
 // round when weft fails.
-import {
-  closeSync,
-  existsSync,
-  mkdtempSync,
-  openSync,
-  readFileSync,
-  readlinkSync,
-  rmSync,
-  statSync,
-} from "node:fs";
+import { mkdtempSync, readlinkSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
@@ -66,17 +57,22 @@ import {
   PHASES,
   type Phase,
   SEGMENT_PREFIX_LEN,
-  STORE_IP,
 } from "./agent-fixtures.ts";
 import type { InsideArgs } from "./agent-inside.ts";
 import { printReport } from "./agent-report.ts";
+import {
+  FLANNELD_VERSION,
+  fileMiB,
+  killRecordedAgents,
+  loadavg,
+  locateFlanneld,
+  MAIN,
+  startEtcd,
+  type WeftCommand,
+  weftCommand,
+} from "./agent-setup.ts";
 
-const ROOT = join(import.meta.dir, "..", "..");
-const MAIN = join(ROOT, "src", "main.ts");
 const INSIDE = join(import.meta.dir, "agent-inside.ts");
-const COMPILE = join(ROOT, "build", "compile.ts");
-const ARCH = process.arch === "arm64" ? "arm64" : "x64";
-const FLANNELD_VERSION = "v0.28.9";
 const START_RUNS = 5;
 const WEFT_REPAIRS = 200;
 const FLANNELD_REPAIRS = 5;
@@ -84,9 +80,6 @@ const INSIDE_TIMEOUT_MS = 15 * 60_000;
 
 /** Which agents to measure (`WEFT_BENCH_AGENTS=weft` skips flanneld); WEFT_BENCH_KEEP=1 keeps the logs. */
 const agents = (process.env.WEFT_BENCH_AGENTS ?? "weft,flanneld").split(",");
-const loadavg = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
-const lastLines = (text: string, n: number) => text.trim().split("\n").slice(-n).join(" | ");
-const fileMiB = (path: string) => statSync(path).size / (1024 * 1024);
 
 function usage(problem: string): never {
   console.error(`agent.bench: ${problem}`);
@@ -126,25 +119,6 @@ if (Bun.which("etcd") === null || Bun.which("etcdctl") === null) {
   process.exit(0);
 }
 
-/** The cached flanneld, built on first use; or why there is none. */
-function locateFlanneld(): { bin: string; note: string } | { missing: string } {
-  if (!agents.includes("flanneld")) return { missing: `WEFT_BENCH_AGENTS=${agents.join(",")} was set` };
-  const build = Bun.spawnSync(["bash", join(ROOT, "build", "test-bin.sh"), "flanneld"], {
-    stdout: "pipe",
-    stderr: "pipe",
-    env: { ...process.env, FLANNELD_VERSION },
-  });
-  if (build.exitCode !== 0) {
-    const why = lastLines(build.stderr.toString(), 6);
-    return { missing: `build/test-bin.sh flanneld failed (exit ${build.exitCode}): ${why}` };
-  }
-  const bin = build.stdout.toString().trim().split("\n").pop() ?? "";
-  if (!existsSync(bin)) return { missing: `build/test-bin.sh printed no binary (${bin})` };
-  const notePath = join(bin, "..", "BUILD-NOTE");
-  const note = existsSync(notePath) ? readFileSync(notePath, "utf8").trim() : "";
-  return { bin, note };
-}
-
 const outerNetns = readlinkSync("/proc/self/ns/net");
 const dir = mkdtempSync(join(tmpdir(), "weft-agent-bench-"));
 const pidFile = join(dir, "agent-pids");
@@ -155,62 +129,13 @@ let cleaning: Promise<void> | undefined;
 /** What identifies a weft agent in /proc/<pid>/cmdline: its binary, or src/main.ts. */
 let weftMarker = MAIN;
 
-interface WeftCommand {
-  /** argv up to the flags both agents share. */
-  readonly argv: readonly string[];
-  /** File size of the compiled binary in MiB, when weft runs as one. */
-  readonly binaryMiB?: number;
-  /** How weft runs, for the report. */
-  readonly note: string;
-}
-
-/** The compiled weft binary, built into this run's directory; `bun src/main.ts` when asked or when that fails. */
-function weftCommand(): WeftCommand {
-  const source = [process.execPath, MAIN, "--store=etcd"];
-  if (weftMode === "source")
-    return { argv: source, note: "ran from source (WEFT_BENCH_WEFT=source): bun src/main.ts" };
-  const out = join(dir, "dist");
-  const built = Bun.spawnSync([process.execPath, COMPILE, "--only", ARCH, "--out", out], {
-    cwd: ROOT,
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-  const binary = join(out, `weft-linux-${ARCH}`);
-  if (built.exitCode !== 0 || !existsSync(binary)) {
-    const why = `build/compile.ts failed (exit ${built.exitCode}): ${lastLines(`${built.stderr}${built.stdout}`, 6)}`;
-    console.error(`agent.bench: ${why}; measuring weft from source instead`);
-    return { argv: source, note: `ran from SOURCE (bun src/main.ts) because ${why}` };
-  }
-  const line =
-    built.stdout
-      .toString()
-      .split("\n")
-      .find((l) => l.startsWith("built ")) ?? `built ${binary}`;
-  console.error(`agent.bench: ${line}`);
-  weftMarker = binary;
-  return {
-    argv: [binary, "--store=etcd"],
-    binaryMiB: fileMiB(binary),
-    note: `ran as the compiled binary: ${line}`,
-  };
-}
-
 /** Stops everything this script started and removes its namespaces; safe to call twice. */
 function cleanup(): Promise<void> {
   cleaning ??= (async () => {
     inside?.kill("SIGKILL");
     await inside?.exited;
     // Agents the driver started: killed by pid, only if the pid still runs one of our agents.
-    const pids = existsSync(pidFile) ? readFileSync(pidFile, "utf8").split("\n").filter(Boolean) : [];
-    for (const pid of pids) {
-      let cmdline = "";
-      try {
-        cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
-      } catch {
-        continue; // gone
-      }
-      if (cmdline.includes(weftMarker) || cmdline.includes("flanneld")) process.kill(Number(pid), "SIGKILL");
-    }
+    killRecordedAgents(pidFile, [weftMarker, "flanneld"]);
     etcd?.kill("SIGKILL");
     await etcd?.exited;
     await segment?.remove();
@@ -228,49 +153,6 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
   });
 }
 
-async function startEtcd(seg: Segment): Promise<string> {
-  await seg.lan.ip("addr", "add", `${STORE_IP}/${SEGMENT_PREFIX_LEN}`, "dev", "br0");
-  const fd = openSync(join(dir, "etcd.log"), "a");
-  try {
-    etcd = Bun.spawn(
-      [
-        "ip",
-        "netns",
-        "exec",
-        seg.lan.name,
-        "etcd",
-        "--name=bench",
-        `--data-dir=${join(dir, "etcd")}`,
-        `--listen-client-urls=${ETCD_ENDPOINT}`,
-        `--advertise-client-urls=${ETCD_ENDPOINT}`,
-        `--listen-peer-urls=http://${STORE_IP}:2380`,
-        `--initial-advertise-peer-urls=http://${STORE_IP}:2380`,
-        `--initial-cluster=bench=http://${STORE_IP}:2380`,
-        "--log-level=warn",
-      ],
-      { stdin: "ignore", stdout: fd, stderr: fd },
-    );
-  } finally {
-    closeSync(fd);
-  }
-  const deadline = Date.now() + 20_000;
-  while (Date.now() < deadline) {
-    const r = await seg.lan.exec(["etcdctl", `--endpoints=${ETCD_ENDPOINT}`, "endpoint", "health"], {
-      allowFailure: true,
-    });
-    if (r.code === 0) {
-      const v = await seg.lan.exec(["etcdctl", `--endpoints=${ETCD_ENDPOINT}`, "version"], {
-        allowFailure: true,
-      });
-      return /etcdctl version: (\S+)/.exec(v.stdout)?.[1] ?? "?";
-    }
-    await Bun.sleep(100);
-  }
-  throw new Error(
-    `etcd did not start in the segment: ${readFileSync(join(dir, "etcd.log"), "utf8").slice(-500)}`,
-  );
-}
-
 /** Runs the driver for one agent; `argv` is the agent's command up to the flags both share. */
 async function measure(kind: AgentKind, host: Host, argv: readonly string[]): Promise<InsideResult> {
   const prefix = `/weft-bench/${kind}/network`;
@@ -283,8 +165,11 @@ async function measure(kind: AgentKind, host: Host, argv: readonly string[]): Pr
     `--healthz-port=${HEALTHZ_PORT}`,
     "--healthz-ip=127.0.0.1",
   ];
+  // weft's control socket in the bench's directory, never the machine's /run/weft.
   const command =
-    kind === "weft" ? [...argv, ...common] : [...argv, ...common, "--iptables-forward-rules=true"];
+    kind === "weft"
+      ? [...argv, ...common, `--control-socket=${join(dir, kind, "weft.sock")}`]
+      : [...argv, ...common, "--iptables-forward-rules=true"];
   const args: InsideArgs = {
     kind,
     command,
@@ -303,6 +188,8 @@ async function measure(kind: AgentKind, host: Host, argv: readonly string[]): Pr
     repairTimeoutMs: kind === "weft" ? 2_000 : 15_000,
     repairPhaseMs: kind === "weft" ? 0 : 10_000,
   };
+  // After Ctrl-C the cleanup has already run past the driver: start no new one.
+  if (cleaning !== undefined) throw new Error("interrupted");
   console.error(`agent.bench: measuring ${kind} in ${host.ns.name} (${host.address})`);
   const proc = Bun.spawn(
     ["ip", "netns", "exec", host.ns.name, process.execPath, INSIDE, JSON.stringify(args)],
@@ -324,16 +211,23 @@ function failed(kind: AgentKind, error: string): InsideResult {
 }
 
 const loadBefore = loadavg();
-const flanneld = locateFlanneld();
+const flanneld: ReturnType<typeof locateFlanneld> = agents.includes("flanneld")
+  ? locateFlanneld()
+  : { missing: `WEFT_BENCH_AGENTS=${agents.join(",")} was set` };
 let etcdVersion = "?";
 let weft: InsideResult | undefined;
 let flannel: InsideResult | undefined;
 let flannelMissing = "missing" in flanneld ? flanneld.missing : undefined;
 let weftRun: WeftCommand | undefined;
 try {
-  weftRun = agents.includes("weft") ? weftCommand() : undefined;
+  weftRun = agents.includes("weft") ? weftCommand("agent.bench", dir, weftMode) : undefined;
+  if (weftRun !== undefined) weftMarker = weftRun.marker;
   segment = await createSegment("wab", ["172.17.42.41", "172.17.42.42"], SEGMENT_PREFIX_LEN);
-  etcdVersion = await startEtcd(segment);
+  etcdVersion = (
+    await startEtcd(segment, dir, (proc) => {
+      etcd = proc;
+    })
+  ).version;
   const [weftHost, flannelHost] = segment.hosts;
   if (weftHost === undefined || flannelHost === undefined) throw new Error("createSegment returned no hosts");
   if (weftRun !== undefined) weft = await measure("weft", weftHost, weftRun.argv);

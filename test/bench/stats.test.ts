@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { percentile, table } from "./stats.ts";
+import { markdownTable, percentile, table } from "./stats.ts";
 
 test("bench stats - percentile uses the nearest rank", () => {
   const samples = Array.from({ length: 100 }, (_, i) => 100 - i);
@@ -11,4 +11,8 @@ test("bench stats - percentile uses the nearest rank", () => {
 
 test("bench stats - table aligns columns under the header", () => {
   expect(table(["a", "bb"], [["xyz", "1"]])).toBe("a    bb\n---  --\nxyz  1");
+});
+
+test("bench stats - markdownTable pads cells and escapes pipes", () => {
+  expect(markdownTable(["a", "bb"], [["x|y", "1"]])).toBe("| a    | bb  |\n|------|-----|\n| x\\|y | 1   |");
 });

@@ -18,3 +18,14 @@ export function table(header: readonly string[], rows: readonly (readonly string
       .trimEnd();
   return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
 }
+
+/** Renders rows as a markdown table, cells padded so that it also reads aligned as plain text. */
+export function markdownTable(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const escapePipes = (cell: string) => cell.replaceAll("|", "\\|");
+  const all = [header, ...rows].map((r) => header.map((_, i) => escapePipes(r[i] ?? "")));
+  const widths = header.map((_, i) => Math.max(3, ...all.map((r) => (r[i] ?? "").length)));
+  const line = (cells: readonly string[]) =>
+    `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(" | ")} |`;
+  const [head = [], ...body] = all;
+  return [line(head), `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`, ...body.map(line)].join("\n");
+}
