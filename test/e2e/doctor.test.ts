@@ -6,31 +6,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import type { DoctorFinding } from "../../src/cli/doctor/finding.ts";
-import { FLAGS } from "../../src/config/flags.ts";
-import { type ControlServer, startControl } from "../../src/http/control.ts";
-import type { Readiness, StatusSource } from "../../src/http/server.ts";
-import { Metrics } from "../../src/metrics.ts";
 import { canUseNetns } from "../../src/netns/netns.ts";
 import { Cluster, eventually, SEED_000_CONFIG } from "./cluster.ts";
 
 const MAIN = join(import.meta.dir, "..", "..", "src", "main.ts");
-/** Once the agent serves its control socket, the test uses the agent's; until then a stand-in. */
-const AGENT_SERVES_CONTROL = FLAGS.some((f) => f.name === "control-socket");
 const NETWORK = "192.168.0.0/16";
-
-/** A stand-in for the agent's control socket: what an agent that is (not) ready answers. */
-class StandIn implements StatusSource {
-  constructor(
-    private readonly ready: Readiness,
-    private readonly doc: Record<string, unknown>,
-  ) {}
-  readiness(): Readiness {
-    return this.ready;
-  }
-  status(): unknown {
-    return { ...this.doc, ready: this.ready };
-  }
-}
 
 interface DoctorRun {
   readonly code: number;
@@ -58,7 +38,6 @@ async function doctor(cluster: Cluster, i: number, args: readonly string[]): Pro
 describe.skipIf(!canUseNetns())("doctor - sqlite cluster", () => {
   let cluster: Cluster;
   let dir: string;
-  const standIns = new Map<number, ControlServer>();
   let fakeFlanneld: Subprocess | undefined;
   const socket = (i: number) => join(dir, `host${i}.sock`);
   const flagsOf = (i: number) => [
@@ -70,28 +49,11 @@ describe.skipIf(!canUseNetns())("doctor - sqlite cluster", () => {
     `--control-socket=${socket(i)}`,
   ];
 
-  async function standIn(i: number, ready: Readiness): Promise<void> {
-    await standIns.get(i)?.stop();
-    const doc = {
-      store: "sqlite",
-      prefix: cluster.prefix,
-      externalInterface: "eth0",
-      publicIP: cluster.host(i).address,
-    };
-    standIns.set(
-      i,
-      await startControl({ path: socket(i), metrics: new Metrics(), source: new StandIn(ready, doc) }),
-    );
-  }
-
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "weft-doctor-"));
     cluster = await Cluster.start({ store: "sqlite", hosts: 2 });
     await cluster.writeConfig(SEED_000_CONFIG);
-    for (const i of [0, 1]) {
-      cluster.startAgent(i, AGENT_SERVES_CONTROL ? [`--control-socket=${socket(i)}`] : []);
-      if (!AGENT_SERVES_CONTROL) await standIn(i, { ready: true, reason: "" });
-    }
+    for (const i of [0, 1]) cluster.startAgent(i, [`--control-socket=${socket(i)}`]);
     await eventually(
       "both agents to route, write subnet.env and install WEFT-FWD",
       async () => {
@@ -108,7 +70,6 @@ describe.skipIf(!canUseNetns())("doctor - sqlite cluster", () => {
 
   afterAll(async () => {
     fakeFlanneld?.kill("SIGKILL");
-    for (const s of standIns.values()) await s.stop();
     await cluster?.stop();
     rmSync(dir, { recursive: true, force: true });
   }, 60_000);
@@ -166,10 +127,6 @@ describe.skipIf(!canUseNetns())("doctor - sqlite cluster", () => {
   test("doctor - a broken host exits 1 and names each problem with its fix, changing nothing", async () => {
     const ns = cluster.host(1).ns;
     await cluster.stopAgent(1);
-    if (!AGENT_SERVES_CONTROL) {
-      await standIns.get(1)?.stop();
-      standIns.delete(1);
-    }
     // Everything doctor checks, broken at once.
     await ns.sysctl("net.ipv4.ip_forward=0");
     await ns.sysctl("net.ipv4.conf.eth0.rp_filter=1");
@@ -254,21 +211,21 @@ describe.skipIf(!canUseNetns())("doctor - sqlite cluster", () => {
     expect((await doctor(cluster, 0, flagsOf(0))).byCheck("second-agent")?.status).toBe("ok");
   }, 60_000);
 
-  test.skipIf(AGENT_SERVES_CONTROL)(
-    "doctor - an agent that is not ready says why over the control socket",
-    async () => {
-      await standIn(1, {
-        ready: false,
-        reason: `waiting for the network config at ${cluster.prefix}/config`,
-      });
-      const r = await doctor(cluster, 1, flagsOf(1));
-      expect(r.byCheck("agent")).toMatchObject({
-        status: "FAIL",
-        finding: `the agent answers on ${socket(1)} but is not ready: waiting for the network config at ${cluster.prefix}/config`,
-      });
-    },
-    30_000,
-  );
+  test("doctor - an agent that is not ready says why over the control socket", async () => {
+    // An agent that waits for a config under a prefix where there is none.
+    const prefix = "/nothing/here";
+    await cluster.stopAgent(1);
+    cluster.startAgent(1, [`--control-socket=${socket(1)}`, `--etcd-prefix=${prefix}`]);
+    await eventually("the agent to wait", () =>
+      (cluster.agents.get(1)?.log() ?? "").includes("waiting for the network config"),
+    );
+    const flags = flagsOf(1).map((f) => (f.startsWith("--etcd-prefix=") ? `--etcd-prefix=${prefix}` : f));
+    const r = await doctor(cluster, 1, flags);
+    expect(r.byCheck("agent")?.status).toBe("FAIL");
+    expect(r.byCheck("agent")?.finding).toStartWith(
+      `the agent answers on ${socket(1)} but is not ready: waiting for the network config at ${prefix}/config`,
+    );
+  }, 30_000);
 });
 
 describe.skipIf(!canUseNetns())("doctor - etcd with the v2 API", () => {
