@@ -394,6 +394,18 @@ export class Cluster {
       .sort();
   }
 
+  /** Waits until hosts 0..hosts-1 each hold `perHost` weft routes (default: one per peer). */
+  async awaitRoutes(hosts: number, perHost = hosts - 1, timeoutMs = 15_000): Promise<void> {
+    await eventually(
+      `every one of ${hosts} hosts to hold ${perHost} weft routes`,
+      async () => {
+        for (let i = 0; i < hosts; i++) if ((await this.routes(i)).length !== perHost) return false;
+        return true;
+      },
+      timeoutMs,
+    );
+  }
+
   subnetEnv(i: number): Record<string, string> {
     const out: Record<string, string> = {};
     for (const line of readFileSync(this.subnetFile(i), "utf8").split("\n")) {
@@ -444,10 +456,7 @@ export async function startMesh(store: ClusterStore, hosts: number): Promise<Clu
   try {
     await cluster.writeConfig(SEED_000_CONFIG);
     for (let i = 0; i < hosts; i++) cluster.startAgent(i);
-    await eventually("every host to route to every peer", async () => {
-      for (let i = 0; i < hosts; i++) if ((await cluster.routes(i)).length !== hosts - 1) return false;
-      return true;
-    });
+    await cluster.awaitRoutes(hosts);
     return cluster;
   } catch (err) {
     await cluster.stop();

@@ -78,9 +78,7 @@ describe.skipIf(!canUseNetns())("nftables mode through the agent", () => {
     cluster = await Cluster.start({ store: "sqlite", hosts: 2 });
     await cluster.writeConfig(config(true));
     for (let i = 0; i < 2; i++) cluster.startAgent(i, ["--ip-masq"]);
-    await eventually("both hosts to route to each other", async () => {
-      return (await cluster.routes(0)).length === 1 && (await cluster.routes(1)).length === 1;
-    });
+    await cluster.awaitRoutes(2);
   }, 60_000);
   afterAll(async () => {
     await Promise.all(containers.map((c) => c.ns.remove()));

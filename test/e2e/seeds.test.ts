@@ -40,9 +40,7 @@ describe.skipIf(!canUseNetns())("seed 000: config written with the etcd v2 API",
       "--store=etcd2",
     ];
     for (const i of [0, 1]) cluster.startAgent(i, seed, {}, { iface: false });
-    await eventually("both hosts to route to each other", async () => {
-      return (await cluster.routes(0)).length === 1 && (await cluster.routes(1)).length === 1;
-    });
+    await cluster.awaitRoutes(2);
     expect(cluster.agents.get(0)?.log()).toContain("weft always logs to stderr");
   }, 30_000);
 });
@@ -67,10 +65,7 @@ describe.skipIf(!canUseNetns())("seed 001: agents wait for the config, then pick
       "/coreos.com/network/config",
       '{"Network":"10.100.0.0/16", "Backend": {"Type": "host-gw"}}',
     );
-    await eventually("every host to route to its two peers", async () => {
-      for (let i = 0; i < 3; i++) if ((await cluster.routes(i)).length !== 2) return false;
-      return true;
-    });
+    await cluster.awaitRoutes(3, 2);
     for (let i = 0; i < 3; i++) {
       const address = cluster.host(i).address;
       expect(cluster.agents.get(i)?.log()).toContain(`iface=eth0 ifaceIP=${address} publicIP=${address}`);

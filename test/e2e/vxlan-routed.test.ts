@@ -3,27 +3,11 @@
 // router, where host-gw cannot reach; and DirectRouting, where hosts on one segment route directly
 // and only the one behind the router goes through VXLAN.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { addContainer, SEED_003_CONFIG } from "../../src/demo/demo.ts";
+import { SEED_003_CONFIG } from "../../src/demo/demo.ts";
 import { canUseNetns } from "../../src/netns/netns.ts";
 import { Cluster, eventually } from "./cluster.ts";
+import { addContainers, type Container, pingAll } from "./fixtures/containers.ts";
 import { entries, vxlanDevice } from "./fixtures/vxlan-state.ts";
-
-type Container = Awaited<ReturnType<typeof addContainer>>;
-
-/** Containers on every host (docker0 from subnet.env, FORWARD policy DROP), pinging each other. */
-async function pingMesh(cluster: Cluster, hosts: number, containers: Container[]): Promise<void> {
-  for (let i = 0; i < hosts; i++) {
-    await cluster.host(i).ns.exec(["iptables", "-P", "FORWARD", "DROP"]);
-    containers.push(await addContainer(cluster.host(i).ns, cluster.subnetFile(i), i + 1));
-  }
-  for (const from of containers) {
-    for (const to of containers) {
-      if (from === to) continue;
-      const r = await from.ns.exec(["ping", "-c", "1", "-W", "2", to.ip], { allowFailure: true });
-      expect({ from: from.ip, to: to.ip, code: r.code }).toEqual({ from: from.ip, to: to.ip, code: 0 });
-    }
-  }
-}
 
 describe.skipIf(!canUseNetns())("seed 003 on etcd v2, hosts on two segments", () => {
   let cluster: Cluster;
@@ -40,10 +24,7 @@ describe.skipIf(!canUseNetns())("seed 003 on etcd v2, hosts on two segments", ()
     await cluster.writeConfig(SEED_003_CONFIG);
     // `flanneld -iface=192.168.205.10`, with this lab's addresses.
     for (let i = 0; i < 3; i++) cluster.startAgent(i, [`-iface=${cluster.host(i).address}`]);
-    await eventually("every host to have a vxlan route to each peer", async () => {
-      for (let i = 0; i < 3; i++) if ((await cluster.routes(i)).length !== 2) return false;
-      return true;
-    });
+    await cluster.awaitRoutes(3, 2);
   }, 60_000);
   afterAll(async () => {
     await Promise.all(containers.map((c) => c.ns.remove()));
@@ -110,7 +91,8 @@ describe.skipIf(!canUseNetns())("seed 003 on etcd v2, hosts on two segments", ()
     })();
     try {
       await eventually("tcpdump to listen", () => errText.includes("listening on"), 10_000);
-      await pingMesh(cluster, 3, containers);
+      await addContainers(cluster, 3, containers);
+      await pingAll(containers);
       const exited = await Promise.race([capture.exited, Bun.sleep(10_000).then(() => "timeout" as const)]);
       expect(exited).toBe(0);
       const out = await new Response(capture.stdout).text();
@@ -136,10 +118,7 @@ describe.skipIf(!canUseNetns())("vxlan DirectRouting", () => {
       '{"Network": "10.2.0.0/16", "SubnetLen": 24, "Backend": {"Type": "vxlan", "DirectRouting": true}}',
     );
     for (let i = 0; i < 3; i++) cluster.startAgent(i);
-    await eventually("every host to route to each peer", async () => {
-      for (let i = 0; i < 3; i++) if ((await cluster.routes(i)).length !== 2) return false;
-      return true;
-    });
+    await cluster.awaitRoutes(3, 2);
   }, 60_000);
   afterAll(async () => {
     await Promise.all(containers.map((c) => c.ns.remove()));
@@ -159,6 +138,7 @@ describe.skipIf(!canUseNetns())("vxlan DirectRouting", () => {
       "172.17.43.41 self permanent",
     ]);
     expect((await entries(cluster.host(2).ns, "fdb", "flannel.1")).length).toBe(2);
-    await pingMesh(cluster, 3, containers);
+    await addContainers(cluster, 3, containers);
+    await pingAll(containers);
   }, 60_000);
 });

@@ -8,6 +8,7 @@ import { addContainer, SEED_003_CONFIG } from "../../src/demo/demo.ts";
 import { canUseNetns } from "../../src/netns/netns.ts";
 import { openStore } from "../../stores/index.ts";
 import { Cluster, eventually } from "./cluster.ts";
+import { addContainers, pingAll } from "./fixtures/containers.ts";
 import { entries, vxlanDevice } from "./fixtures/vxlan-state.ts";
 
 const MAIN = join(import.meta.dir, "..", "..", "src", "main.ts");
@@ -36,10 +37,7 @@ describe.skipIf(!canUseNetns())("vxlan on sqlite (seed 003 config)", () => {
     cluster = await Cluster.start({ store: "sqlite", hosts: 3, prefix: "/coreos.com/network" });
     await cluster.writeConfig(SEED_003_CONFIG);
     for (let i = 0; i < 3; i++) cluster.startAgent(i);
-    await eventually("every host to have a vxlan route to each peer", async () => {
-      for (let i = 0; i < 3; i++) if ((await cluster.routes(i)).length !== 2) return false;
-      return true;
-    });
+    await cluster.awaitRoutes(3, 2);
   }, 60_000);
   afterAll(async () => {
     await cluster?.stop();
@@ -401,24 +399,12 @@ const seed004 = (type: string) => `{
 describe.skipIf(!canUseNetns())("seed 004 on etcd v3: vxlan, then host-gw", () => {
   let cluster: Cluster;
   const containers: Awaited<ReturnType<typeof addContainer>>[] = [];
-  const pingAll = async () => {
-    for (const from of containers) {
-      for (const to of containers) {
-        if (from === to) continue;
-        const r = await from.ns.exec(["ping", "-c", "1", "-W", "2", to.ip], { allowFailure: true });
-        expect({ from: from.ip, to: to.ip, code: r.code }).toEqual({ from: from.ip, to: to.ip, code: 0 });
-      }
-    }
-  };
   beforeAll(async () => {
     // `-etcd-prefix=/docker/network/` as the seed writes it (trailing slash), config put with etcdctl v3.
     cluster = await Cluster.start({ store: "etcd", hosts: 2, prefix: "/docker/network/" });
     await cluster.etcdctl("put", "/docker/network/config", seed004("vxlan"));
     for (let i = 0; i < 2; i++) cluster.startAgent(i, ["-ip-masq=true"]);
-    await eventually("both hosts to route to each other", async () => {
-      for (let i = 0; i < 2; i++) if ((await cluster.routes(i)).length !== 1) return false;
-      return true;
-    });
+    await cluster.awaitRoutes(2, 1);
   }, 60_000);
   afterAll(async () => {
     await Promise.all(containers.map((c) => c.ns.remove()));
@@ -449,11 +435,8 @@ describe.skipIf(!canUseNetns())("seed 004 on etcd v3: vxlan, then host-gw", () =
       const opts = await Bun.file(out).text();
       expect(opts).toContain(`DOCKER_OPTS=" --bip=${env.FLANNEL_SUBNET} --ip-masq=false --mtu=1450"`);
     }
-    for (let i = 0; i < 2; i++) {
-      await cluster.host(i).ns.exec(["iptables", "-P", "FORWARD", "DROP"]);
-      containers.push(await addContainer(cluster.host(i).ns, cluster.subnetFile(i), i + 1));
-    }
-    await pingAll();
+    await addContainers(cluster, 2, containers);
+    await pingAll(containers);
   }, 60_000);
 
   test("seed 004 - switching the config to host-gw and restarting: flannel.1 gone, host-gw routes in, same subnets, containers still ping", async () => {
@@ -483,6 +466,6 @@ describe.skipIf(!canUseNetns())("seed 004 on etcd v3: vxlan, then host-gw", () =
     expect(values.every((v) => !v.includes("BackendData"))).toBe(true);
     expect(cluster.agents.get(0)?.log()).toContain("removed a device the current backend does not use");
     // The containers were made with MTU 1450 under vxlan; they keep working over host-gw.
-    await pingAll();
+    await pingAll(containers);
   }, 60_000);
 });
