@@ -6,18 +6,25 @@
 #   sh install.sh --uninstall [--purge]
 #
 # Installs /usr/local/bin/weft, /etc/systemd/system/weft.service and (only if absent) the environment
-# file /etc/weft/weft.env whose WEFT_ARGS holds the agent flags given here (every "--flag" or
-# "--flag=value" that is not one of the installer's own options below). Safe to run again: what is
-# already equal is left alone, an existing env file is never overwritten.
+# file /etc/weft/weft.env (mode 0600) whose WEFT_ARGS holds the agent flags given here (every "--flag"
+# or "--flag=value" that is not one of the installer's own options below). Passwords and tokens
+# (--etcd-password, --consul-token) never go into WEFT_ARGS, the unit's command line or the output:
+# they are written to the env file as the variables the agent reads (FLANNELD_ETCD_PASSWORD,
+# WEFT_CONSUL_TOKEN), which may also be set in the installer's environment instead of given as flags.
+# Safe to run again: what is already equal is left alone, an existing env file is never overwritten.
 #
 # Options:  --uninstall   stop and remove the binary and the unit (the env file stays)
 #           --purge       with --uninstall: remove /etc/weft/weft.env too
 #           --help        this text
 # Environment:
 #   WEFT_BASE_URL  where releases live; files are fetched from $WEFT_BASE_URL/$WEFT_VERSION/
-#                  (weft-linux-x64, weft-linux-arm64, SHA256SUMS, as written by build/compile.ts)
+#                  (weft-linux-x64, weft-linux-arm64, SHA256SUMS, as written by build/compile.ts).
+#                  https:// only, redirects included (curl --proto =https); the checksum comes over
+#                  the same connection as the binary, so plain http:// would protect nothing
+#   WEFT_ALLOW_HTTP=1  allow an http:// WEFT_BASE_URL anyway (a test server on 127.0.0.1)
 #   WEFT_VERSION   release to install (default: latest)
 #   WEFT_ROOT      install under this directory instead of / (tests, images); systemd is then not touched
+#   FLANNELD_ETCD_PASSWORD, WEFT_CONSUL_TOKEN  secrets for the env file, kept out of every command line
 #
 # Nothing is installed before the downloaded binary matched its SHA256SUMS entry; every error stops
 # the installer with a message on stderr and a non-zero exit status.
@@ -73,7 +80,10 @@ usage: install.sh [--uninstall [--purge]] [--AGENT-FLAG[=VALUE] ...]
   --uninstall   stop and remove /usr/local/bin/weft and weft.service (the env file stays)
   --purge       with --uninstall: remove /etc/weft/weft.env too
   other --flags are agent flags, written to WEFT_ARGS in /etc/weft/weft.env (only when it is created)
-environment: WEFT_BASE_URL, WEFT_VERSION (default latest), WEFT_ROOT (install under a directory)
+  --etcd-password=... and --consul-token=... go into the env file as FLANNELD_ETCD_PASSWORD and
+                WEFT_CONSUL_TOKEN (mode 0600), never into WEFT_ARGS; or set those variables instead
+environment: WEFT_BASE_URL (https:// only unless WEFT_ALLOW_HTTP=1), WEFT_VERSION (default latest),
+  WEFT_ROOT (install under a directory), FLANNELD_ETCD_PASSWORD, WEFT_CONSUL_TOKEN
 EOF_USAGE
 }
 
@@ -81,8 +91,38 @@ EOF_USAGE
 UNINSTALL=0
 PURGE=0
 AGENT_ARGS=""
+# Secrets, from the environment or from their flags below; never printed, never in WEFT_ARGS.
+ETCD_PASSWORD="${FLANNELD_ETCD_PASSWORD:-}"
+CONSUL_TOKEN="${WEFT_CONSUL_TOKEN:-}"
+# The secret flag whose value is the next argument (`--etcd-password VALUE`), if any.
+PENDING=""
+
+# set_secret FLAG VALUE: keeps VALUE for the env file, where it is written between single quotes.
+set_secret() {
+  case "$2" in
+  *\'* | *"
+"*)
+    die "the value of $1 contains a single quote or a newline; write it into $ENV_PATH by hand (the value is not shown)"
+    ;;
+  esac
+  case "$1" in
+  --etcd-password) ETCD_PASSWORD="$2" ;;
+  --consul-token) CONSUL_TOKEN="$2" ;;
+  esac
+}
+
 for arg in "$@"; do
+  if [ -n "$PENDING" ]; then
+    set_secret "$PENDING" "$arg"
+    PENDING=""
+    continue
+  fi
   case "$arg" in
+  # Go's flag package takes -name as --name: both forms of a secret are caught, with = or a space.
+  --etcd-password=* | -etcd-password=*) set_secret --etcd-password "${arg#*=}" ;;
+  --consul-token=* | -consul-token=*) set_secret --consul-token "${arg#*=}" ;;
+  --etcd-password | -etcd-password) PENDING=--etcd-password ;;
+  --consul-token | -consul-token) PENDING=--consul-token ;;
   --uninstall) UNINSTALL=1 ;;
   --purge) PURGE=1 ;;
   --help | -h)
@@ -102,6 +142,7 @@ for arg in "$@"; do
   *) die "unknown argument '$arg' (agent flags start with --; see --help)" ;;
   esac
 done
+[ -z "$PENDING" ] || die "$PENDING needs a value"
 if [ "$PURGE" = 1 ] && [ "$UNINSTALL" = 0 ]; then
   die "--purge only goes with --uninstall"
 fi
@@ -144,6 +185,20 @@ if [ "$UNINSTALL" = 1 ]; then
   exit 0
 fi
 
+# ---- download source -----------------------------------------------------------------------------
+# SHA256SUMS comes from the same place as the binary: over plain http both could be swapped together.
+case "$BASE_URL" in
+https://*) PROTOCOLS=https ;;
+http://*)
+  if [ "${WEFT_ALLOW_HTTP:-}" != 1 ]; then
+    die "WEFT_BASE_URL=$BASE_URL is plain http://, which anyone on the way can alter (the checksum comes over the same connection): use https://, or set WEFT_ALLOW_HTTP=1 to allow it (a test server on 127.0.0.1); nothing installed"
+  fi
+  log "warning: downloading over plain http:// because WEFT_ALLOW_HTTP=1"
+  PROTOCOLS=http,https
+  ;;
+*) die "WEFT_BASE_URL=$BASE_URL must start with https://; nothing installed" ;;
+esac
+
 # ---- platform ------------------------------------------------------------------------------------
 machine="$(uname -m)"
 case "$machine" in
@@ -153,10 +208,23 @@ aarch64 | arm64) ARCH=arm64 ;;
 esac
 [ "$(uname -s)" = Linux ] || die "unsupported operating system '$(uname -s)' (weft runs on Linux)"
 
+# Redirects may not leave https:// either. curl's --proto covers them; wget's --https-only does not
+# (it is for recursive downloads), so its response headers are checked for a Location to http://.
 if command -v curl >/dev/null 2>&1; then
-  fetch() { curl -fsSL --retry 2 -o "$2" "$1"; }
+  fetch() { curl --proto "=$PROTOCOLS" -fsSL --retry 2 -o "$2" "$1"; }
 elif command -v wget >/dev/null 2>&1; then
-  fetch() { wget -q -O "$2" "$1"; }
+  fetch() {
+    if [ "$PROTOCOLS" = https ]; then
+      wget -q -S --https-only -O "$2" "$1" 2>"$TMP_DIR/wget.log" || return 1
+      if grep -qi '^ *location: *http:' "$TMP_DIR/wget.log"; then
+        rm -f "$2"
+        log "$1 redirected to plain http://; refused"
+        return 1
+      fi
+    else
+      wget -q -O "$2" "$1"
+    fi
+  }
 else
   die "neither curl nor wget is installed; install one of them and run again"
 fi
@@ -196,7 +264,9 @@ fi
 # ---- unit and env file (written to the temporary directory first) --------------------------------
 cat >"$TMP_DIR/weft.service" <<'EOF'
 # Installed by weft's install.sh; a re-run of the installer rewrites this file.
-# Agent flags live in /etc/weft/weft.env (WEFT_ARGS=...), which the installer never overwrites.
+# Agent flags live in /etc/weft/weft.env (WEFT_ARGS=...), which the installer never overwrites;
+# passwords and tokens live there too, as variables (FLANNELD_ETCD_PASSWORD, WEFT_CONSUL_TOKEN) that
+# the agent reads from its environment: never on this command line, where ps would show them.
 [Unit]
 Description=weft network agent (flannel-compatible subnet leases, routes and firewall rules)
 Documentation=https://weft.example.invalid
@@ -252,12 +322,23 @@ LimitNOFILE=65536
 WantedBy=multi-user.target
 EOF
 
-{
-  echo "# weft agent flags, read by weft.service (EnvironmentFile). Written once by install.sh;"
-  echo "# a re-run of the installer never overwrites it. Edit, then: systemctl restart weft"
-  echo "# Example: WEFT_ARGS=\"--store=consul --store-endpoints=http://10.0.0.5:8500 --iface=eth0\""
-  echo "WEFT_ARGS=\"$AGENT_ARGS\""
-} >"$TMP_DIR/weft.env"
+# The secrets are written into the temporary file with umask 077 (never shown, never in WEFT_ARGS).
+SECRET_NAMES=""
+(
+  umask 077
+  {
+    echo "# weft agent flags, read by weft.service (EnvironmentFile). Written once by install.sh;"
+    echo "# a re-run of the installer never overwrites it. Edit, then: systemctl restart weft"
+    echo "# Example: WEFT_ARGS=\"--store=consul --store-endpoints=http://10.0.0.5:8500 --iface=eth0\""
+    echo "# Passwords and tokens go here as variables, not into WEFT_ARGS (the unit's command line):"
+    echo "# FLANNELD_ETCD_PASSWORD='...' (etcd, etcd2, NATS), WEFT_CONSUL_TOKEN='...', NATS_TOKEN='...'"
+    echo "WEFT_ARGS=\"$AGENT_ARGS\""
+    if [ -n "$ETCD_PASSWORD" ]; then printf "FLANNELD_ETCD_PASSWORD='%s'\n" "$ETCD_PASSWORD"; fi
+    if [ -n "$CONSUL_TOKEN" ]; then printf "WEFT_CONSUL_TOKEN='%s'\n" "$CONSUL_TOKEN"; fi
+  } >"$TMP_DIR/weft.env"
+) || die "cannot write $TMP_DIR/weft.env"
+if [ -n "$ETCD_PASSWORD" ]; then SECRET_NAMES="FLANNELD_ETCD_PASSWORD"; fi
+if [ -n "$CONSUL_TOKEN" ]; then SECRET_NAMES="${SECRET_NAMES:+$SECRET_NAMES }WEFT_CONSUL_TOKEN"; fi
 
 # ---- install -------------------------------------------------------------------------------------
 mkdir -p "$ROOT/usr/local/bin" "$ROOT/etc/systemd/system" "$ROOT/etc/weft" ||
@@ -287,12 +368,15 @@ if [ -e "$ROOT$ENV_PATH" ]; then
   else
     log "unchanged: $ROOT$ENV_PATH (existing env file kept, never overwritten)"
   fi
+  if [ -n "$SECRET_NAMES" ]; then
+    log "the secrets given here are NOT in the kept $ROOT$ENV_PATH: set $SECRET_NAMES there by hand"
+  fi
 else
   tmp="$ROOT/etc/weft/.weft.env.tmp"
   if ! { (umask 077 && cp "$TMP_DIR/weft.env" "$tmp") && mv -f "$tmp" "$ROOT$ENV_PATH"; }; then
     die "could not write $ROOT$ENV_PATH"
   fi
-  log "created $ROOT$ENV_PATH with WEFT_ARGS=\"$AGENT_ARGS\""
+  log "created $ROOT$ENV_PATH (mode 0600) with WEFT_ARGS=\"$AGENT_ARGS\"${SECRET_NAMES:+ and $SECRET_NAMES (not shown)}"
   changed=1
 fi
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env bun
 /**
- * weft's entry point: `weft [flags]` runs the agent; subcommands are the operator's tools.
+ * weft's entry point: `weft [flags]` runs the agent; subcommands are the operator's tools. Errors
+ * nothing else caught are logged by the handlers of `fault-handlers.ts` (a rejection: logged, weft
+ * keeps running; an uncaught exception: logged, exit 70).
  */
 import { runConfig } from "./cli/config-set.ts";
 import { runDoctor } from "./cli/doctor.ts";
@@ -8,9 +10,11 @@ import { runMkDockerOpts } from "./cli/mk-docker-opts.ts";
 import { runAgent } from "./cli/run-agent.ts";
 import { runStatus } from "./cli/status.ts";
 import { VERSION } from "./cli/version.ts";
+import { installFaultHandlers } from "./fault-handlers.ts";
 
 const [command, ...rest] = process.argv.slice(2);
 const env = process.env;
+const faults = installFaultHandlers();
 
 async function main(): Promise<number> {
   switch (command) {
@@ -26,13 +30,13 @@ async function main(): Promise<number> {
     case "doctor":
       return runDoctor(rest, env);
     case "plan":
-      return runAgent(["--dry-run", ...rest], env);
+      return runAgent(["--dry-run", ...rest], env, faults);
     case "demo": {
       const { runDemo } = await import("./demo/demo.ts");
       return runDemo(rest);
     }
     default:
-      return runAgent(process.argv.slice(2), env);
+      return runAgent(process.argv.slice(2), env, faults);
   }
 }
 

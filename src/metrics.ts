@@ -109,6 +109,10 @@ export class Metrics {
     "weft_peers_unreachable",
     "Peers whose PublicIP is not on a directly connected network",
   );
+  readonly refused = new Gauge(
+    "weft_entries_refused",
+    "Desired kernel entries the kernel refuses as they are (retried every 10 s), by kind",
+  );
   readonly applies = new Counter("weft_applies_total", "Reconciler apply runs, by result");
   readonly applySeconds = new Histogram(
     "weft_apply_duration_seconds",

@@ -4,6 +4,7 @@
  * of a prefix into watch events. No I/O; `consul.ts` does the talking. Consul facts: stores.md §2.3.
  */
 import { StoreError, StoreErrorCode, UnavailableError } from "./errors.ts";
+import { previewJson } from "./preview.ts";
 import type { KeyValue, ResyncCause, Revision, WatchEvent } from "./store.ts";
 
 /** One KV entry as Consul reports it, under its weft key (`/` + the Consul key). */
@@ -179,7 +180,7 @@ export function stringify(value: unknown): string {
 /** One KV entry of an answer (`Value` is base64 or null). */
 export function toEntry(v: unknown, endpoint: string): ConsulEntry {
   if (!isObject(v) || typeof v.Key !== "string" || !isIndex(v.ModifyIndex) || !isIndex(v.CreateIndex)) {
-    throw protocol(endpoint, `a KV entry without Key or indexes: ${JSON.stringify(v)?.slice(0, 200)}`);
+    throw protocol(endpoint, `a KV entry without Key or indexes: ${previewJson(v)}`);
   }
   if (v.Value !== null && v.Value !== undefined && typeof v.Value !== "string") {
     throw protocol(endpoint, `a non-text Value for ${v.Key}`);
@@ -262,7 +263,7 @@ export function parseTxn(status: number, body: string, endpoint: string, key: st
   }
   const errors = (Array.isArray(v.Errors) ? v.Errors : []).map((e: unknown) => ({
     opIndex: isObject(e) && typeof e.OpIndex === "number" ? e.OpIndex : -1,
-    what: isObject(e) && typeof e.What === "string" ? e.What : JSON.stringify(e),
+    what: isObject(e) && typeof e.What === "string" ? e.What : previewJson(e),
   }));
   const denied = errors.find((e) => isDenied(e.what));
   if (denied !== undefined) throw authError(endpoint, key, denied.what);

@@ -14,7 +14,10 @@ export const StoreErrorCode = {
   KeyNotFound: "KEY_NOT_FOUND",
   /** No endpoint answered in time, or every endpoint refused the connection. */
   Unavailable: "UNAVAILABLE",
-  /** The server refused the credentials or the token. */
+  /**
+   * The server refused the credentials, the token or the client certificate, or TLS failed otherwise
+   * (the server's certificate is not trusted, a TLS file cannot be read): retrying cannot fix it.
+   */
   Auth: "AUTH",
   /** The server answered something this driver does not understand. */
   Protocol: "PROTOCOL",

@@ -11,6 +11,7 @@ import {
   StoreErrorCode,
   UnavailableError,
 } from "./errors.ts";
+import { preview, previewJson } from "./preview.ts";
 import type { KeyValue, ResyncCause, Revision, WatchEvent } from "./store.ts";
 
 /** One node of a v2 answer, as the server sends it. */
@@ -166,19 +167,25 @@ function protocol(endpoint: string, what: string, cause?: unknown): StoreError {
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null;
 const isIndex = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
 
-function checkNode(v: unknown, endpoint: string): EtcdNode {
-  if (!isObject(v) || typeof v.key !== "string" || !isIndex(v.modifiedIndex)) {
-    throw protocol(endpoint, `a node without key or modifiedIndex: ${JSON.stringify(v)?.slice(0, 200)}`);
+/** Checks a node and every node below it (with a list, not recursion: a tree may be deep). */
+function checkNode(root: unknown, endpoint: string): EtcdNode {
+  const pending: unknown[] = [root];
+  while (pending.length > 0) {
+    const v = pending.pop();
+    if (!isObject(v) || typeof v.key !== "string" || !isIndex(v.modifiedIndex)) {
+      throw protocol(endpoint, `a node without key or modifiedIndex: ${previewJson(v)}`);
+    }
+    const key = v.key.slice(0, 200);
+    if (v.value !== undefined && typeof v.value !== "string")
+      throw protocol(endpoint, `a non-text value for ${key}`);
+    if (v.ttl !== undefined && typeof v.ttl !== "number")
+      throw protocol(endpoint, `a non-numeric ttl for ${key}`);
+    if (v.nodes !== undefined) {
+      if (!Array.isArray(v.nodes)) throw protocol(endpoint, `a non-list "nodes" under ${key}`);
+      for (const child of v.nodes) pending.push(child);
+    }
   }
-  if (v.value !== undefined && typeof v.value !== "string")
-    throw protocol(endpoint, `a non-text value for ${v.key}`);
-  if (v.ttl !== undefined && typeof v.ttl !== "number")
-    throw protocol(endpoint, `a non-numeric ttl for ${v.key}`);
-  if (v.nodes !== undefined) {
-    if (!Array.isArray(v.nodes)) throw protocol(endpoint, `a non-list "nodes" under ${v.key}`);
-    for (const child of v.nodes) checkNode(child, endpoint);
-  }
-  return v as unknown as EtcdNode;
+  return root as EtcdNode;
 }
 
 function parseJson(body: string, endpoint: string): unknown {
@@ -259,7 +266,7 @@ export function failureError(status: number, body: string, attempt: Attempt): St
     if (status === 401 || status === 403) {
       return new StoreError(
         StoreErrorCode.Auth,
-        `etcd2 endpoint ${endpoint} refused the credentials (HTTP ${status}): check --store-username/--store-password`,
+        `etcd2 endpoint ${endpoint} refused the credentials (HTTP ${status}): check --etcd-username/--etcd-password`,
         details,
       );
     }
@@ -268,7 +275,10 @@ export function failureError(status: number, body: string, attempt: Attempt): St
       `HTTP ${status} for ${key} with a body that is not an etcd error: ${body.slice(0, 200)}`,
     );
   }
-  const said = `errorCode ${failure.errorCode} "${failure.message}"${failure.cause === undefined ? "" : ` (${failure.cause})`}`;
+  const said = preview(
+    `errorCode ${failure.errorCode} "${failure.message}"${failure.cause === undefined ? "" : ` (${failure.cause})`}`,
+    300,
+  );
   switch (failure.errorCode) {
     case EtcdCode.KeyNotFound:
       return attempt.expectRevision === undefined
@@ -289,7 +299,7 @@ export function failureError(status: number, body: string, attempt: Attempt): St
     case EtcdCode.Unauthorized:
       return new StoreError(
         StoreErrorCode.Auth,
-        `etcd2 endpoint ${endpoint} refused access to ${key}: ${said}; check --store-username/--store-password`,
+        `etcd2 endpoint ${endpoint} refused access to ${key}: ${said}; check --etcd-username/--etcd-password`,
         { ...details, key },
       );
     case EtcdCode.RaftInternal:
@@ -319,7 +329,7 @@ export function flatten(root: EtcdNode, prefix: string): KeyValue[] {
   const out: KeyValue[] = [];
   const stack: EtcdNode[] = [root];
   for (let node = stack.pop(); node !== undefined; node = stack.pop()) {
-    if (node.dir === true) stack.push(...(node.nodes ?? []));
+    if (node.dir === true) for (const child of node.nodes ?? []) stack.push(child);
     else if (node.key.startsWith(prefix)) out.push(toKeyValue(node));
   }
   return out.sort((x, y) => (x.key < y.key ? -1 : x.key > y.key ? 1 : 0));
@@ -341,7 +351,10 @@ export function watchStep(answer: EtcdAnswer, prefix: string, endpoint: string):
   const { action, node } = answer;
   const isPut = PUT_ACTIONS.has(action);
   if (!isPut && !DELETE_ACTIONS.has(action)) {
-    throw protocol(endpoint, `a watch event with unknown action "${action}" for ${node.key}`);
+    throw protocol(
+      endpoint,
+      `a watch event with unknown action ${previewJson(action)} for ${preview(node.key)}`,
+    );
   }
   if (node.dir === true) {
     const below = `${node.key}/`;

@@ -1,10 +1,13 @@
 /**
  * The HTTP transport shared by the etcd v3 gateway, etcd v2 and Consul drivers: endpoint failover,
  * per-request time limits, client TLS, and network failures mapped to `UnavailableError` naming the
- * endpoint. Protocol knowledge stays in the drivers; this file knows only HTTP.
+ * endpoint — or, when TLS itself failed on every endpoint (untrusted server certificate, refused
+ * handshake, unreadable PEM file), to an AUTH `StoreError` saying what to fix (see `tls.ts`).
+ * Protocol knowledge stays in the drivers; this file knows only HTTP.
  */
-import { UnavailableError } from "./errors.ts";
+import { StoreError, StoreErrorCode, UnavailableError } from "./errors.ts";
 import type { StoreOptions } from "./store.ts";
+import { describeTlsFailure, type TlsFiles } from "./tls.ts";
 
 export interface HttpRequest {
   readonly method: "GET" | "PUT" | "POST" | "DELETE";
@@ -36,6 +39,7 @@ export class HttpEndpoints {
   readonly #timeoutMs: number;
   readonly #fetch: typeof fetch;
   readonly #tls: Record<string, unknown> | undefined;
+  readonly #tlsFiles: TlsFiles | undefined;
   #current = 0;
 
   constructor(options: StoreOptions) {
@@ -43,6 +47,8 @@ export class HttpEndpoints {
     this.#timeoutMs = options.requestTimeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.#fetch = options.fetch ?? fetch;
     const tls = options.tls;
+    this.#tlsFiles = tls;
+    // Bun reads the files for each new connection: renewed certificates are used without a restart.
     this.#tls =
       tls === undefined
         ? undefined
@@ -86,6 +92,7 @@ export class HttpEndpoints {
     streaming = false,
   ): Promise<T> {
     const failures: string[] = [];
+    let allTls = true;
     for (let attempt = 0; attempt < this.#endpoints.length; attempt++) {
       const index = (this.#current + attempt) % this.#endpoints.length;
       const endpoint = this.#endpoints[index] ?? "";
@@ -116,10 +123,20 @@ export class HttpEndpoints {
         return result;
       } catch (err) {
         if (req.signal?.aborted) throw err;
-        const reason = timedOut ? `no answer within ${limit} ms` : describeNetworkError(err);
+        const tls = timedOut ? undefined : describeTlsFailure(err, this.#tlsFiles);
+        if (tls === undefined) allTls = false;
+        const reason = timedOut ? `no answer within ${limit} ms` : (tls ?? describeNetworkError(err));
         failures.push(`${endpoint}: ${reason}`);
         if (attempt === this.#endpoints.length - 1) {
-          throw new UnavailableError(this.#endpoints.join(","), failures.join("; "), { cause: err });
+          const where = this.#endpoints.join(",");
+          // Retrying does not fix TLS: say what to change instead of "check that the server runs".
+          if (allTls) {
+            throw new StoreError(StoreErrorCode.Auth, `store endpoint ${failures.join("; ")}`, {
+              endpoint: where,
+              cause: err,
+            });
+          }
+          throw new UnavailableError(where, failures.join("; "), { cause: err });
         }
       } finally {
         clearTimeout(timer);

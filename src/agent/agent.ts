@@ -22,15 +22,17 @@ import { subnetsPrefix } from "../lease/lease.ts";
 import { LeaseWatcher } from "../lease/watcher.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
-import { formatCidr, type Ipv4Cidr } from "../net/ipv4.ts";
+import { cidrsOverlap, formatCidr, type Ipv4Cidr, networkOf } from "../net/ipv4.ts";
 import { AF } from "../netlink/constants.ts";
 import { RTPROT_WEFT } from "../netlink/netlink.ts";
 import type { Neigh, Route } from "../netlink/types.ts";
-import { ApplyLoop, BusyTracker } from "../reconcile/apply-loop.ts";
+import { ApplyLoop, type ApplyOutcome, BusyTracker } from "../reconcile/apply-loop.ts";
 import { type OwnLease, SubnetManager } from "../subnet/manager.ts";
 import { previousSubnet, writeSubnetEnv } from "../subnet/subnet-env.ts";
 import { type DriftKind, DriftLog } from "./drift-log.ts";
+import { type ExternalChange, ExternalFollower } from "./ext-follow.ts";
 import type { ExternalChoice } from "./ext-iface.ts";
+import { RefusalLog } from "./refusal-log.ts";
 import { type LastApply, lastApplyOf, SkipReporter, statusOf } from "./status.ts";
 import type { Wiring } from "./wiring.ts";
 
@@ -52,6 +54,12 @@ export interface AgentOptions {
   readonly prefix: string;
   readonly config: NetworkConfig;
   readonly external: ExternalChoice;
+  /**
+   * Chooses the external interface again with the start's flags (src/agent/ext-follow.ts): run on
+   * link and address changes so routes, the vxlan device and the lease follow a re-created or
+   * re-addressed interface. Without it the start's choice stays.
+   */
+  readonly chooseExternal?: (() => Promise<ExternalChoice>) | undefined;
   /** Backend, firewall and kernel tables (src/agent/wiring.ts). */
   readonly wiring: Wiring;
   readonly events?: KernelEvents | undefined;
@@ -92,16 +100,23 @@ export class Agent implements StatusSource {
   #signal: AbortSignal = new AbortController().signal;
   /** Drift seen since the last apply, logged once per kind when the apply runs. */
   readonly #drifts = new DriftLog();
+  /** The external interface as last chosen (the start's choice until a link or address changes). */
+  readonly #ext: ExternalFollower;
+  /** The lease still names an old PublicIP or VTEP MAC: written again on the next device check. */
+  #republish = false;
+  readonly #refusals: RefusalLog;
 
   constructor(options: AgentOptions) {
     this.#o = options;
+    const { external, chooseExternal } = options;
+    this.#ext = new ExternalFollower(external, chooseExternal ?? (async () => external), options.log);
     const { backend } = options.wiring;
     this.#manager = new SubnetManager({
       store: options.store,
       prefix: options.prefix,
       config: options.config,
       attrs: () => ({
-        publicIP: options.external.publicIP,
+        publicIP: this.#ext.current.publicIP,
         backendType: backend.type,
         backendData: backend.backendData(),
       }),
@@ -115,6 +130,7 @@ export class Agent implements StatusSource {
       store: options.store,
       prefix: subnetsPrefix(options.prefix),
       network: options.config.network,
+      subnetLen: options.config.subnetLen,
       log: options.log,
       metrics: options.metrics,
       clock: options.clock,
@@ -130,13 +146,15 @@ export class Agent implements StatusSource {
         options.wiring.tables.queueResync();
       },
     });
-    this.#skips = new SkipReporter(options.log);
+    this.#skips = new SkipReporter(options.log, options.metrics);
+    this.#refusals = new RefusalLog(options.log, options.clock, options.metrics);
   }
 
   /** Runs until `signal` aborts. Resolves when every loop has stopped; leaves the kernel as it is. */
   async run(signal: AbortSignal): Promise<void> {
     this.#signal = signal;
     const { log, wiring } = this.#o;
+    this.#warnNetworkOnLink();
     // The device comes first: its MAC goes into the lease (flanneld's order).
     await this.#ensureDevice(undefined);
     for (const name of await wiring.backend.removeForeign())
@@ -159,6 +177,8 @@ export class Agent implements StatusSource {
       resync: (reason) => {
         log.info("re-reading kernel state", { reason });
         this.#deviceStale = true;
+        // A link or address change may be what the kernel objected to (a link down, an address gone).
+        this.#refusals.retryNow();
         wiring.tables.queueResync();
         this.#loop.kick();
       },
@@ -172,7 +192,7 @@ export class Agent implements StatusSource {
         this.#manager.keep(
           signal,
           () => this.#leaseLost(),
-          (l) => void this.#leaseAcquired(l),
+          (l) => this.#leaseAcquired(l),
         ),
       ]);
     } finally {
@@ -212,7 +232,7 @@ export class Agent implements StatusSource {
   status(): unknown {
     const { backend } = this.#o.wiring;
     return statusOf({
-      options: this.#o,
+      options: { ...this.#o, external: this.#ext.current },
       lease: this.#manager.lease,
       leases: this.#watcher.leases,
       table: this.#table,
@@ -228,11 +248,69 @@ export class Agent implements StatusSource {
     });
   }
 
+  /** The Network overlapping a network of the external interface: every lease there gets no route. */
+  #warnNetworkOnLink(): void {
+    const { config, external, log } = this.#o;
+    for (const address of external.ext.addresses) {
+      if (!cidrsOverlap(address, config.network)) continue;
+      log.warn(
+        "the Network overlaps a network of the external interface: peer leases inside it get no route, so the connected route stays; choose a Network apart from the hosts' own networks",
+        {
+          network: formatCidr(config.network),
+          iface: external.ext.name,
+          ifaceNetwork: formatCidr(networkOf(address)),
+        },
+      );
+    }
+  }
+
   #drift(kind: DriftKind, concerns: boolean, what: string, deleted: boolean): void {
     if (!concerns) return;
     this.#o.metrics.driftRepairs.inc({ kind });
     this.#drifts.note(kind, what, deleted);
     this.#loop.kick();
+  }
+
+  /**
+   * Links or addresses changed: chooses the external interface again; when it moved, the backend,
+   * the desired entries (their `oif`) and then the device follow, and the lease and subnet.env are
+   * written again in the background if what they say changed.
+   */
+  async #refreshDevice(): Promise<void> {
+    const { backend } = this.#o.wiring;
+    const mtu = backend.mtu();
+    const change = await this.#ext.refresh();
+    if (change !== undefined) {
+      backend.setExternal(change.after.ext, change.after.ifaceIP);
+      this.#recompute();
+    }
+    await this.#ensureDevice(this.#manager.lease?.subnet);
+    if (change !== undefined) this.#externalMoved(change, mtu);
+    if (this.#republish) {
+      this.#republish = false;
+      this.#manager.republish().catch((err: unknown) => {
+        this.#republish = true;
+        this.#o.log.error("could not publish the lease with the new interface's address; trying again", {
+          error: err,
+        });
+      });
+    }
+  }
+
+  #externalMoved(change: ExternalChange, mtuBefore: number): void {
+    const { log, wiring } = this.#o;
+    this.#republish = true;
+    const { after } = change;
+    if (wiring.backend.type === "host-gw" && after.publicIP !== after.ifaceIP)
+      log.warn("host-gw: the PublicIP is no longer the interface's address; peers cannot route to it", {
+        publicIP: after.publicIP,
+        ifaceIP: after.ifaceIP,
+      });
+    const lease = this.#manager.lease;
+    if (lease === undefined || wiring.backend.mtu() === mtuBefore) return;
+    this.#writeSubnetFile(lease).catch((err: unknown) =>
+      log.error("could not write the subnet file with the new MTU", { path: this.#o.subnetFile, error: err }),
+    );
   }
 
   /** Creates or repairs the backend's device; a changed device means new desired entries. */
@@ -248,14 +326,39 @@ export class Agent implements StatusSource {
     if (state.changed) this.#recompute();
   }
 
-  /** A (re-)acquired lease: subnet.env, then the firewall rules and routes for it. */
-  async #leaseAcquired(lease: OwnLease): Promise<void> {
-    await this.#publishLease(lease);
-    await this.#applyFirewall("apply");
+  /**
+   * A re-acquired lease (from keep() or the watcher's recovery, detached): subnet.env, then the
+   * firewall rules and routes for it. Never rejects: a subnet.env that cannot be written is logged
+   * and the rules and routes follow the lease anyway.
+   */
+  #leaseAcquired(lease: OwnLease): void {
+    const { log, subnetFile } = this.#o;
+    const subnet = formatCidr(lease.subnet);
+    const adopt = async () => {
+      try {
+        await this.#writeSubnetFile(lease);
+      } catch (err) {
+        log.error("could not write the subnet file for the re-acquired lease; routes and rules follow it", {
+          path: subnetFile,
+          subnet,
+          error: err,
+        });
+      }
+      this.#useLease(lease);
+      await this.#applyFirewall("apply");
+    };
+    adopt().catch((err: unknown) =>
+      log.error("could not take up the re-acquired lease", { subnet, error: err }),
+    );
   }
 
   /** Writes subnet.env and sets the firewall rules and routes the lease asks for (memory only). */
   async #publishLease(lease: OwnLease): Promise<void> {
+    await this.#writeSubnetFile(lease);
+    this.#useLease(lease);
+  }
+
+  async #writeSubnetFile(lease: OwnLease): Promise<void> {
     const { config, log, wiring } = this.#o;
     await writeSubnetEnv(this.#o.subnetFile, {
       network: config.network,
@@ -268,6 +371,10 @@ export class Agent implements StatusSource {
       subnet: formatCidr(lease.subnet),
       mtu: wiring.backend.mtu(),
     });
+  }
+
+  #useLease(lease: OwnLease): void {
+    const { wiring } = this.#o;
     wiring.firewall.setSpec(wiring.firewallSpec(lease.subnet));
     this.#deviceStale = true;
     this.#recompute();
@@ -285,8 +392,9 @@ export class Agent implements StatusSource {
         .recover(
           this.#signal,
           () => this.#leaseLost(),
-          (l) => void this.#leaseAcquired(l),
+          (l) => this.#leaseAcquired(l),
         )
+        .catch((err: unknown) => this.#o.log.error("lease recovery failed", { error: err }))
         .finally(() => {
           this.#recovering = false;
         });
@@ -300,7 +408,7 @@ export class Agent implements StatusSource {
     const lease = this.#manager.lease;
     if (lease === undefined) return;
     const { backend, tables } = this.#o.wiring;
-    const ctx = { ownSubnet: lease.subnet, ext: this.#o.external.ext, protocol: RTPROT_WEFT };
+    const ctx = { ownSubnet: lease.subnet, ext: this.#ext.current.ext, protocol: RTPROT_WEFT };
     const table = new PeerTable((l, c) => backend.peer(l, c), ctx, this.#watcher.leases.values());
     this.#table = table;
     this.#tableFor = lease.key;
@@ -329,29 +437,36 @@ export class Agent implements StatusSource {
     this.#loop.kick();
   }
 
-  /** One apply: the device first (when a link or address changed), then every kernel table. */
-  async #applyKernel(): Promise<boolean> {
+  /**
+   * One apply: the device first (when a link or address changed), then every kernel table. Entries
+   * the kernel refuses as they are do not fail it (readiness means every entry that can be installed
+   * is): they are logged once and tried again every 10 s (`RefusalLog`).
+   */
+  async #applyKernel(): Promise<ApplyOutcome> {
     const { metrics, log, wiring } = this.#o;
     const started = performance.now();
+    const retryRefused = this.#refusals.due();
     try {
       this.#drifts.flush(log);
       const result = await this.#busy.track(async () => {
-        if (this.#deviceStale) await this.#ensureDevice(this.#manager.lease?.subnet);
-        const first = await wiring.tables.apply();
+        if (this.#deviceStale) await this.#refreshDevice();
+        const first = await wiring.tables.apply({ retryRefused });
         if (!first.failures.some((f) => f.errno === ENODEV)) return first;
         // The device went away under the apply (its flush events came before its removal): make it
         // again and apply once more, instead of reporting an error per entry.
         this.#deviceStale = true;
-        await this.#ensureDevice(this.#manager.lease?.subnet);
+        await this.#refreshDevice();
         wiring.tables.queueResync();
-        return wiring.tables.apply();
+        return wiring.tables.apply({ retryRefused });
       });
       const durationMs = performance.now() - started;
       metrics.applySeconds.observe(durationMs / 1000);
       metrics.routes.set(wiring.tables.routes.desired.size);
       const ok = result.failures.length === 0;
-      metrics.applies.inc({ result: ok ? "ok" : "error" });
-      this.#lastApply = lastApplyOf(result, durationMs, this.#o.clock.now());
+      const refused = wiring.tables.refused();
+      this.#refusals.note(refused, retryRefused);
+      metrics.applies.inc({ result: ok ? (refused.length === 0 ? "ok" : "partial") : "error" });
+      this.#lastApply = lastApplyOf(result, refused, durationMs, this.#o.clock.now());
       if (result.replaced + result.deleted > 0 || !ok) {
         log.info("applied routes", {
           replaced: result.replaced,
@@ -372,12 +487,12 @@ export class Agent implements StatusSource {
         log.info("first full apply done", { routes: wiring.tables.routes.desired.size });
       }
       this.#updateReady();
-      return ok;
+      return ok ? (refused.length === 0 ? "done" : "partial") : "failed";
     } catch (err) {
       metrics.applies.inc({ result: "error" });
       log.error("route apply failed", { error: err });
       this.#deviceStale = true;
-      return false;
+      return "failed";
     }
   }
 

@@ -8,22 +8,31 @@ import type { PeerTable } from "../backend/peer-table.ts";
 import type { Readiness, StatusSource } from "../http/server.ts";
 import type { Lease } from "../lease/lease.ts";
 import type { Logger } from "../log.ts";
+import type { Metrics } from "../metrics.ts";
 import { formatCidr } from "../net/ipv4.ts";
-import type { KernelApplyResult } from "../reconcile/kernel-tables.ts";
+import type { KernelApplyResult, KernelRefusal } from "../reconcile/kernel-tables.ts";
 import type { OwnLease } from "../subnet/manager.ts";
 import type { AgentOptions } from "./agent.ts";
 
 export interface LastApply {
   readonly at: string;
+  /** No failures (entries the kernel refuses as they are do not count: see `refused`). */
   readonly ok: boolean;
   readonly replaced: number;
   readonly deleted: number;
   readonly durationMs: number;
   readonly errors: readonly string[];
+  /** Entries the kernel refuses as they are, retried every 10 s. */
+  readonly refused: readonly string[];
 }
 
 /** The `lastApply` of `/status` for one apply of the kernel tables. */
-export function lastApplyOf(result: KernelApplyResult, durationMs: number, now: number): LastApply {
+export function lastApplyOf(
+  result: KernelApplyResult,
+  refused: readonly KernelRefusal[],
+  durationMs: number,
+  now: number,
+): LastApply {
   return {
     at: new Date(now).toISOString(),
     ok: result.failures.length === 0,
@@ -31,6 +40,7 @@ export function lastApplyOf(result: KernelApplyResult, durationMs: number, now: 
     deleted: result.deleted,
     durationMs: Math.round(durationMs * 1000) / 1000,
     errors: result.failures.map((f) => `${f.op} ${f.kind} ${f.key}: ${f.message}`),
+    refused: refused.map(({ kind, entry }) => `${entry.op} ${kind} ${entry.key}: ${entry.message}`),
   };
 }
 
@@ -100,14 +110,20 @@ export function statusOf(input: StatusInput): unknown {
   };
 }
 
-/** Logs each skipped peer once per lease revision and reason; forgets peers that are no longer skipped. */
+/**
+ * Logs each skipped peer once per lease revision and reason; forgets peers that are no longer skipped.
+ * A lease refused for what it claims (a network of the external interface) is also counted in
+ * `weft_leases_rejected_total`, once per revision like the log line.
+ */
 export class SkipReporter {
   readonly #log: Logger;
+  readonly #metrics: Metrics | undefined;
   /** `revision:reason` by lease key. */
   readonly #reported = new Map<string, string>();
 
-  constructor(log: Logger) {
+  constructor(log: Logger, metrics?: Metrics) {
     this.#log = log;
+    this.#metrics = metrics;
   }
 
   reportAll(skipped: ReadonlyMap<string, SkippedPeer>): void {
@@ -126,7 +142,13 @@ export class SkipReporter {
     this.#reported.set(key, id);
     const fields = { subnet: lease.subnetText, peer: lease.publicIP, reason: detail };
     if (reason === "unreachable") this.#log.warn("peer gets no route: not directly reachable", fields);
-    else if (reason === "backend-data")
+    else if (reason === "overlaps-link") {
+      this.#metrics?.leasesRejected.inc({ reason });
+      this.#log.warn("ignoring invalid lease: it claims a network of the external interface", {
+        key: lease.key,
+        ...fields,
+      });
+    } else if (reason === "backend-data")
       this.#log.warn("peer gets no route: its lease's BackendData is unusable", fields);
     else this.#log.info("peer gets no route", fields);
   }

@@ -10,7 +10,7 @@
 
 import type { BackendConfig, BackendType } from "../config/backend-config.ts";
 import type { Lease } from "../lease/lease.ts";
-import { cidrsOverlap, formatCidr, type Ipv4Cidr } from "../net/ipv4.ts";
+import { cidrsOverlap, formatCidr, type Ipv4Cidr, networkOf } from "../net/ipv4.ts";
 import type { FdbEntry } from "../netlink/netlink.ts";
 import type { Neigh, Route } from "../netlink/types.ts";
 
@@ -42,7 +42,7 @@ export interface PeerEntries {
 }
 
 /** Why a peer gets no entries; used as a log field and metric reason, so the set is closed. */
-export type SkipReason = "unreachable" | "backend" | "overlaps-own" | "backend-data";
+export type SkipReason = "unreachable" | "backend" | "overlaps-own" | "overlaps-link" | "backend-data";
 
 export interface SkippedPeer {
   readonly lease: Lease;
@@ -93,12 +93,27 @@ export interface Backend {
    * route table once no lease asks for it. Returns what was removed, for the log.
    */
   removeForeign(): Promise<readonly string[]>;
+  /**
+   * The external interface changed under the running agent (re-created with a new index,
+   * re-addressed, a new MTU): what the backend derives from it follows. Memory only; the next
+   * `ensureDevice()` makes the kernel match (vxlan: re-creates the device on the new link/local).
+   */
+  setExternal(ext: ExternalInterface, local: string): void;
 }
 
-/** Our own lease, or one that claims (part of) our subnet: never route our own subnet elsewhere. */
+/**
+ * Our own lease, or one that claims (part of) our subnet: never route our own subnet elsewhere. Nor a
+ * network of the external interface: a route to it would replace the kernel's connected route (a
+ * `route replace` of the same destination) or shadow part of it, cutting this host off from its peers.
+ */
 export function ownOrOverlap(lease: Lease, ctx: PeerContext): PeerOutcome | undefined {
   const own = ctx.ownSubnet;
-  if (!cidrsOverlap(lease.subnet, own)) return undefined;
+  const link = ctx.ext.addresses.find((a) => cidrsOverlap(lease.subnet, a));
+  if (!cidrsOverlap(lease.subnet, own)) {
+    if (link === undefined) return undefined;
+    const detail = `overlaps ${formatCidr(networkOf(link))}, a network of ${ctx.ext.name}: its route would replace or shadow the connected route`;
+    return { kind: "skipped", skipped: { lease, reason: "overlaps-link", detail } };
+  }
   if (lease.subnet.ip === own.ip && lease.subnet.prefixLen === own.prefixLen) return { kind: "own" };
   const detail = `overlaps own subnet ${formatCidr(own)}`;
   return { kind: "skipped", skipped: { lease, reason: "overlaps-own", detail } };

@@ -60,7 +60,7 @@ export class HostGwBackend implements Backend {
   readonly type = "host-gw" as const;
   readonly config: HostGwBackendConfig = { type: "host-gw" };
   readonly deviceName = undefined;
-  readonly #ext: ExternalInterface;
+  #ext: ExternalInterface;
   readonly #links: VxlanDeviceHandle | undefined;
 
   /** `links`: the netlink handle used to remove vxlan devices left by a switch; none in `weft plan`. */
@@ -87,6 +87,11 @@ export class HostGwBackend implements Backend {
 
   deviceIndex(): undefined {
     return undefined;
+  }
+
+  /** host-gw keeps only the MTU of the interface; routes take theirs from the PeerContext. */
+  setExternal(ext: ExternalInterface): void {
+    this.#ext = ext;
   }
 
   removeForeign(): Promise<readonly string[]> {

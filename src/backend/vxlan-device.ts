@@ -73,7 +73,7 @@ export function incompatibility(link: Link, spec: VxlanDeviceSpec): string | und
 
 export class VxlanDevice {
   readonly #handle: VxlanDeviceHandle;
-  readonly #spec: VxlanDeviceSpec;
+  #spec: VxlanDeviceSpec;
   #mac: string | undefined;
   #index: number | undefined;
 
@@ -93,6 +93,14 @@ export class VxlanDevice {
 
   get index(): number | undefined {
     return this.#index;
+  }
+
+  /**
+   * The external interface changed: the next `ensure()` finds the device incompatible (`dev`, `local`)
+   * and re-creates it on the new link with the MAC it had, or just sets the new MTU.
+   */
+  retarget(changes: Pick<VxlanDeviceSpec, "link" | "local" | "mtu">): void {
+    this.#spec = { ...this.#spec, ...changes };
   }
 
   /**

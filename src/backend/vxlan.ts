@@ -77,9 +77,11 @@ export class VxlanBackend implements Backend {
   readonly config: VxlanBackendConfig;
   readonly #o: VxlanBackendOptions;
   readonly #device: VxlanDevice;
+  #ext: ExternalInterface;
 
   constructor(options: VxlanBackendOptions) {
     this.#o = options;
+    this.#ext = options.ext;
     this.config = options.config;
     this.#device = new VxlanDevice(options.handle, {
       name: vxlanDeviceName(options.config.vni),
@@ -110,7 +112,13 @@ export class VxlanBackend implements Backend {
 
   /** (Backend.MTU or the external interface's MTU) − 50, as flanneld: also the device's MTU. */
   mtu(): number {
-    return (this.config.mtu ?? this.#o.ext.mtu) - VXLAN_OVERHEAD;
+    return (this.config.mtu ?? this.#ext.mtu) - VXLAN_OVERHEAD;
+  }
+
+  /** The device follows the interface: `dev <ext>`, `local <address>` and the MTU derived from it. */
+  setExternal(ext: ExternalInterface, local: string): void {
+    this.#ext = ext;
+    this.#device.retarget({ link: ext.index, local, mtu: this.mtu() });
   }
 
   deviceIndex(): number | undefined {

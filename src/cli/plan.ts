@@ -12,7 +12,7 @@ import type { AgentFlags } from "../config/flags.ts";
 import { parseNetworkConfig } from "../config/network-config.ts";
 import { WeftError, WeftErrorCode } from "../errors.ts";
 import { checkSysctls } from "../firewall/sysctl.ts";
-import { parseLease, subnetsPrefix } from "../lease/lease.ts";
+import { leaseRules, parseLease, subnetsPrefix } from "../lease/lease.ts";
 import { withoutOverlaps } from "../lease/watcher.ts";
 import { formatCidr, type Ipv4Cidr } from "../net/ipv4.ts";
 import { Netlink, RTPROT_WEFT } from "../netlink/netlink.ts";
@@ -20,6 +20,7 @@ import type { Route } from "../netlink/types.ts";
 import { allocateSubnet, cryptoRandomInt } from "../subnet/allocate.ts";
 import { leaseViews } from "../subnet/manager.ts";
 import { readSubnetEnv, renderSubnetEnv } from "../subnet/subnet-env.ts";
+import { printable } from "./printable.ts";
 import { configKey, storeFromFlags } from "./store-from-flags.ts";
 
 function describeRoute(r: Route, names: ReadonlyMap<number, string>): string {
@@ -48,7 +49,7 @@ export async function runPlan(flags: AgentFlags, write: (line: string) => void):
     const external = await chooseExternal(netlink, flags);
     const { entries } = await store.list(subnetsPrefix(flags.etcdPrefix));
     const previous = await readSubnetEnv(flags.subnetFile);
-    const views = leaseViews(entries, config).map((v) => v.view);
+    const views = leaseViews(entries, config, flags.etcdPrefix).map((v) => v.view);
     const choice = allocateSubnet({
       config,
       leases: views,
@@ -64,9 +65,11 @@ export async function runPlan(flags: AgentFlags, write: (line: string) => void):
     write(
       `lease: ${choice.rule === "reuse-own-lease" ? "keep" : "would acquire"} ${formatCidr(own)} (${choice.rule})`,
     );
+    const rules = leaseRules(config, flags.etcdPrefix);
     const leases = withoutOverlaps(
       entries.flatMap((kv) => {
-        const parsed = parseLease(kv, config.network);
+        const parsed = parseLease(kv, rules);
+        if (!parsed.ok) write(printable(`  ! ignoring ${kv.key}: ${parsed.reason}`));
         return parsed.ok ? [parsed.lease] : [];
       }),
       (lease, winner) =>

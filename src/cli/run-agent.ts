@@ -14,6 +14,7 @@ import { wireFromFlags } from "../agent/wiring.ts";
 import { systemClock } from "../clock.ts";
 import { type AgentFlags, formatHelp, parseFlags } from "../config/flags.ts";
 import { errorMessage, isWeftError, WeftError, WeftErrorCode } from "../errors.ts";
+import type { FaultHandlers } from "../fault-handlers.ts";
 import { checkSysctls } from "../firewall/sysctl.ts";
 import { type ControlServer, startControl } from "../http/control.ts";
 import { startHttp } from "../http/server.ts";
@@ -36,6 +37,7 @@ const SHUTDOWN_CAP_MS = 1_500;
 export async function runAgent(
   argv: readonly string[],
   env: Record<string, string | undefined>,
+  faults?: Pick<FaultHandlers, "useLogger">,
 ): Promise<number> {
   let flags: AgentFlags;
   try {
@@ -61,6 +63,7 @@ export async function runAgent(
     }
   }
   const log = createLogger({ format: flags.logFormat, level: flags.verbosity >= 2 ? "debug" : "info" });
+  faults?.useLogger(log);
   for (const w of flags.warnings) log.warn(w);
   const controller = new AbortController();
   let agent: Agent | undefined;
@@ -116,8 +119,9 @@ export async function runAgent(
       controller.signal,
     );
     if (config === undefined) return 0;
-    netlink = Netlink.open();
-    const external = await chooseExternal(netlink, flags);
+    const handle = Netlink.open();
+    netlink = handle;
+    const external = await chooseExternal(handle, flags);
     for (const miss of external.misses ?? []) log.info("interface flag did not match", { miss });
     if (config.backend.type === "host-gw" && external.publicIP !== external.ifaceIP) {
       throw new WeftError(
@@ -158,6 +162,7 @@ export async function runAgent(
       prefix: flags.etcdPrefix,
       config,
       external,
+      chooseExternal: () => chooseExternal(handle, flags),
       wiring,
       events,
       subnetFile: flags.subnetFile,

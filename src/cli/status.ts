@@ -2,11 +2,13 @@
  * `weft status [--control-socket=PATH] [--healthz-ip=IP --healthz-port=N] [--json]`: asks the running
  * agent (its /status endpoint, on the control socket by default, see `agent-client.ts`) and prints
  * store, lease, backend, readiness, last apply and every peer with its route, as a table, or the raw
- * JSON with --json for scripts.
+ * JSON with --json for scripts. Every value may come from the store (keys and lease values anyone with
+ * store access writes), so control characters are printed as escapes, never sent to the terminal.
  */
 import { parseFlags } from "../config/flags.ts";
 import { errorMessage } from "../errors.ts";
 import { agentAddress, describeAddress, getFromAgent, takeControlSocket } from "./agent-client.ts";
+import { printable, printableJson } from "./printable.ts";
 
 interface PeerStatus {
   readonly subnet: string;
@@ -40,11 +42,15 @@ interface AgentStatus {
     deleted: number;
     durationMs: number;
     errors: readonly string[];
+    /** Entries the kernel refuses (older agents do not send it). */
+    refused?: readonly string[];
   } | null;
   readonly ready: { ready: boolean; reason: string };
 }
 
-function columns(rows: readonly (readonly string[])[]): string[] {
+/** Aligned columns; every cell is made printable first (values come from the store). */
+function columns(cells: readonly (readonly string[])[]): string[] {
+  const rows = cells.map((r) => r.map((c) => printable(String(c))));
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length))) ?? [];
   return rows.map((r) =>
     r
@@ -102,11 +108,13 @@ export function renderStatus(s: AgentStatus | StartingStatus): string {
     ]),
   ]);
   const errors = s.lastApply?.errors ?? [];
+  const refused = s.lastApply?.refused ?? [];
   return [
     ...head,
     "",
     ...(s.peers.length === 0 ? ["no peers"] : peers),
-    ...errors.map((e) => `error: ${e}`),
+    ...errors.map((e) => `error: ${printable(String(e))}`),
+    ...refused.map((e) => `refused by the kernel (retried every 10 s): ${printable(String(e))}`),
     "",
   ].join("\n");
 }
@@ -129,7 +137,9 @@ export async function runStatus(
       );
       return 1;
     }
-    process.stdout.write(json ? `${res.text.trim()}\n` : renderStatus(JSON.parse(res.text) as AgentStatus));
+    process.stdout.write(
+      json ? `${printableJson(res.text.trim())}\n` : renderStatus(JSON.parse(res.text) as AgentStatus),
+    );
     return 0;
   } catch (err) {
     process.stderr.write(`weft status: ${errorMessage(err)}\n`);

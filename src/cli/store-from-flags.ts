@@ -1,9 +1,15 @@
-/** Opens the store the agent's flags name, with their endpoints and credentials. */
+/**
+ * Opens the store the agent's flags name, with their endpoints and credentials. The TLS and
+ * credentials files are checked first: an unreadable file or a plain `http://` endpoint next to TLS
+ * files stops the command with an error naming the flag, instead of failing at every request.
+ */
 
+import { readFileSync } from "node:fs";
 import { isStoreName, openStore, storeNames } from "../../stores/index.ts";
 import type { Store, StoreOptions } from "../../stores/store.ts";
+import { withoutUserinfo } from "../../stores/tls.ts";
 import type { AgentFlags } from "../config/flags.ts";
-import { WeftError, WeftErrorCode } from "../errors.ts";
+import { errorMessage, WeftError, WeftErrorCode } from "../errors.ts";
 import type { Logger } from "../log.ts";
 
 export function storeFromFlags(flags: AgentFlags, log?: Logger): Store {
@@ -14,30 +20,105 @@ export function storeFromFlags(flags: AgentFlags, log?: Logger): Store {
       { field: "--store", value: flags.store },
     );
   }
+  checkStoreFiles(flags);
   return openStore(flags.store, storeOptions(flags, log));
 }
 
-/** The endpoints, credentials and TLS files the flags give for their store. */
+/**
+ * The endpoints, credentials and TLS files the flags give for their store, and only those its driver
+ * uses (the rest is warned about by `parseFlags`): TLS files for every store but sqlite (a client
+ * certificate only when both --etcd-certfile and --etcd-keyfile are given), --etcd-username/password
+ * for etcd, etcd2 and nats, --consul-token for consul, --nats-creds for nats.
+ */
 export function storeOptions(flags: AgentFlags, log?: Logger): StoreOptions {
+  const store = flags.store;
+  const pair = flags.etcdCertfile !== "" && flags.etcdKeyfile !== "";
   const tls =
-    flags.etcdCertfile !== "" || flags.etcdKeyfile !== "" || flags.etcdCafile !== ""
+    store !== "sqlite" && (pair || flags.etcdCafile !== "")
       ? {
-          ...(flags.etcdCertfile === "" ? {} : { certFile: flags.etcdCertfile }),
-          ...(flags.etcdKeyfile === "" ? {} : { keyFile: flags.etcdKeyfile }),
+          ...(pair ? { certFile: flags.etcdCertfile, keyFile: flags.etcdKeyfile } : {}),
           ...(flags.etcdCafile === "" ? {} : { caFile: flags.etcdCafile }),
         }
       : undefined;
+  const basic = store === "etcd" || store === "etcd2" || store === "nats";
   return {
     endpoints: flags.storeEndpoints,
-    username: flags.etcdUsername === "" ? undefined : flags.etcdUsername,
-    password: flags.etcdPassword === "" ? undefined : flags.etcdPassword,
+    username: basic && flags.etcdUsername !== "" ? flags.etcdUsername : undefined,
+    password: basic && flags.etcdPassword !== "" ? flags.etcdPassword : undefined,
     // --consul-token (or Consul's own CONSUL_HTTP_TOKEN) is for Consul only; NATS reads NATS_TOKEN.
-    token:
-      flags.store === "consul" ? flags.consulToken || process.env.CONSUL_HTTP_TOKEN || undefined : undefined,
-    credsFile: flags.natsCreds === "" ? undefined : flags.natsCreds,
+    token: store === "consul" ? flags.consulToken || process.env.CONSUL_HTTP_TOKEN || undefined : undefined,
+    credsFile: store === "nats" && flags.natsCreds !== "" ? flags.natsCreds : undefined,
     tls,
     logger: log,
   };
+}
+
+/** `--name=value`, or `VARIABLE=value (--name)` when the value came from the environment. */
+function shown(flags: AgentFlags, name: string, value: string): string {
+  const source = flags.sources.get(name);
+  return source?.from === "env" ? `${source.variable}=${value} (--${name})` : `--${name}=${value}`;
+}
+
+/** What a PEM file of each kind must hold. */
+const PEM: Readonly<Record<string, { readonly marker: RegExp; readonly what: string }>> = {
+  "etcd-certfile": { marker: /-----BEGIN CERTIFICATE-----/, what: "PEM certificate" },
+  "etcd-keyfile": { marker: /-----BEGIN [A-Z ]*PRIVATE KEY-----/, what: "PEM private key" },
+  "etcd-cafile": { marker: /-----BEGIN CERTIFICATE-----/, what: "PEM CA certificate" },
+};
+
+/**
+ * Throws FLAG_INVALID when a TLS or credentials file the store would use cannot be read or holds no
+ * PEM block of its kind, or when an HTTP store (etcd, etcd2, consul) has a plain `http://` endpoint
+ * while TLS files are given: TLS would silently not be used there.
+ */
+export function checkStoreFiles(flags: AgentFlags): void {
+  const options = storeOptions(flags);
+  const files: [string, string][] = [];
+  if (options.tls?.certFile !== undefined) files.push(["etcd-certfile", options.tls.certFile]);
+  if (options.tls?.keyFile !== undefined) files.push(["etcd-keyfile", options.tls.keyFile]);
+  if (options.tls?.caFile !== undefined) files.push(["etcd-cafile", options.tls.caFile]);
+  if (options.credsFile !== undefined) files.push(["nats-creds", options.credsFile]);
+  for (const [name, path] of files) {
+    let text: string;
+    try {
+      text = readFileSync(path, "utf8");
+    } catch (err) {
+      throw new WeftError(
+        WeftErrorCode.FlagInvalid,
+        `${shown(flags, name, path)}: cannot read the file (${errorMessage(err)}); --store=${flags.store} needs it`,
+        { field: `--${name}`, value: path, path, cause: err },
+      );
+    }
+    const pem = PEM[name];
+    if (pem !== undefined && !pem.marker.test(text)) {
+      throw new WeftError(
+        WeftErrorCode.FlagInvalid,
+        `${shown(flags, name, path)}: the file holds no ${pem.what}`,
+        {
+          field: `--${name}`,
+          value: path,
+          path,
+        },
+      );
+    }
+  }
+  if (options.tls === undefined || flags.store === "nats" || flags.store === "sqlite") return;
+  const plain = options.endpoints.filter((endpoint) => /^http:\/\//i.test(endpoint));
+  if (plain.length === 0) return;
+  const tlsFlags = files.filter(([name]) => name.startsWith("etcd-")).map(([name]) => `--${name}`);
+  const given = flags.sources.has("store-endpoints")
+    ? "--store-endpoints"
+    : flags.store === "consul"
+      ? "--store-endpoints (default)"
+      : flags.sources.has("etcd-endpoints")
+        ? "--etcd-endpoints"
+        : "--etcd-endpoints (default)";
+  const shownPlain = plain.map(withoutUserinfo);
+  throw new WeftError(
+    WeftErrorCode.FlagInvalid,
+    `${given}: ${shownPlain.join(",")} ${plain.length === 1 ? "is" : "are"} plain http://, but ${tlsFlags.join(", ")} ${tlsFlags.length === 1 ? "is" : "are"} given for TLS: use https:// (${shownPlain.map((e) => e.replace(/^http:/i, "https:")).join(",")}), or drop the TLS flags`,
+    { field: given.split(" ")[0], value: shownPlain.join(",") },
+  );
 }
 
 /** `<prefix>/config`. */

@@ -5,11 +5,15 @@
  */
 
 import type { z } from "zod/mini";
+import { previewJson } from "../../stores/preview.ts";
 import { WeftError, WeftErrorCode } from "../errors.ts";
 
-/** `42` → `42`, `"10.5.0.0/16"` → `"10.5.0.0/16"`, `{…}` → compact JSON, cut at 60 characters. */
+/**
+ * `42` → `42`, `"10.5.0.0/16"` → `"10.5.0.0/16"`, `{…}` → compact JSON, cut at 60 characters. Only
+ * what is shown is serialised, so a value nested 100,000 levels deep costs no more than a small one.
+ */
 export function showValue(value: unknown): string {
-  const text = JSON.stringify(value) ?? String(value);
+  const text = previewJson(value, 61);
   return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }
 

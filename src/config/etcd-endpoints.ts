@@ -17,6 +17,11 @@ export type EtcdEndpoints =
     }
   | { readonly rule: string };
 
+/** At most 200 characters of an endpoint, for a rule (the message names the whole flag value already). */
+function clip(text: string): string {
+  return text.length > 200 ? `${text.slice(0, 200)}…` : text;
+}
+
 const HOST_PORT = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})$/;
 
 export function readEtcdEndpoints(items: readonly string[], clientCert: boolean): EtcdEndpoints {
@@ -28,7 +33,7 @@ export function readEtcdEndpoints(items: readonly string[], clientCert: boolean)
       const port = Number(HOST_PORT.exec(item)?.[2] ?? 0);
       if (port < 1 || port > 65_535) {
         return {
-          rule: `${item} is neither a URL (http://host:port, https://host:port) nor host:port with a port 1..65535`,
+          rule: `${clip(item)} is neither a URL (http://host:port, https://host:port) nor host:port with a port 1..65535`,
         };
       }
       bare.push(item);
@@ -39,7 +44,7 @@ export function readEtcdEndpoints(items: readonly string[], clientCert: boolean)
     try {
       url = new URL(item);
     } catch {
-      return { rule: `${item} is not a valid URL` };
+      return { rule: `${clip(item)} is not a valid URL` };
     }
     if (url.protocol === "unix:" || url.protocol === "unixs:") {
       return {
@@ -47,7 +52,7 @@ export function readEtcdEndpoints(items: readonly string[], clientCert: boolean)
       };
     }
     if ((url.protocol !== "http:" && url.protocol !== "https:") || url.hostname === "") {
-      return { rule: `${item} must be http://host:port or https://host:port` };
+      return { rule: `${clip(item)} must be http://host:port or https://host:port` };
     }
     const extra = url.pathname !== "/" || url.search !== "" || url.hash !== "";
     if (extra || url.username !== "" || url.password !== "") {

@@ -115,17 +115,21 @@ class FlagReader {
     return this.sources.has(name);
   }
 
-  /** `--name=value` or `VARIABLE=value (--name)`, with secrets redacted: how a message names a value. */
+  /**
+   * `--name=value` or `VARIABLE=value (--name)`, with secrets redacted and at most 200 characters of
+   * the value: how a message names a value.
+   */
   shown(name: string, value: string): string {
     const source = this.sources.get(name);
     const spec = SPECS.get(name);
     const dashes = name.length === 1 ? "-" : "--";
+    // A URL's user:password@ is a secret too (etcd's client ignores it; a NATS URL may carry one). The
+    // pattern starts at "://" (one starting at the scheme is quadratic on a long value without one).
+    const redacted = value.replace(/:\/\/[^/@,\s]*@/g, "://<redacted>@");
+    const open =
+      redacted.length > 200 ? `${redacted.slice(0, 200)}… (${redacted.length} characters)` : redacted;
     const text =
-      spec?.secret === true
-        ? "<redacted>"
-        : value.includes(" ") || value === ""
-          ? JSON.stringify(value)
-          : value;
+      spec?.secret === true ? "<redacted>" : open.includes(" ") || open === "" ? JSON.stringify(open) : open;
     return source?.from === "env"
       ? `${source.variable}=${text} (${dashes}${name})`
       : `${dashes}${name}=${text}`;
@@ -271,9 +275,9 @@ function build(r: FlagReader, help: boolean): AgentFlags {
     return value;
   });
 
-  if ((etcdKeyfile === "") !== (etcdCertfile === "")) {
+  if ((etcdKeyfile === "") !== (etcdCertfile === "") && store !== "sqlite") {
     warnings.push(
-      "etcd TLS needs both --etcd-keyfile and --etcd-certfile; connecting to etcd without a client certificate",
+      `a TLS client certificate needs both --etcd-keyfile and --etcd-certfile; connecting to ${store} without a client certificate`,
     );
   }
   const flags: AgentFlags = {
@@ -371,14 +375,20 @@ function storeEndpoints(
   return endpoints;
 }
 
+/**
+ * Warns about credential flags the chosen store's driver does not use; what each driver uses is
+ * `storeOptions` (src/cli/store-from-flags.ts): TLS files on every store but sqlite, the etcd
+ * username and password on etcd, etcd2 and nats (the NATS user), the token on consul only.
+ */
 function warnOnForeignStoreFlags(r: FlagReader, store: StoreKind, warnings: string[]): void {
-  const isEtcd = store === "etcd" || store === "etcd2";
+  const tls = store !== "sqlite";
+  const basic = store === "etcd" || store === "etcd2" || store === "nats";
   const owners: readonly [string, boolean][] = [
-    ["etcd-keyfile", isEtcd],
-    ["etcd-certfile", isEtcd],
-    ["etcd-cafile", isEtcd],
-    ["etcd-username", isEtcd],
-    ["etcd-password", isEtcd],
+    ["etcd-keyfile", tls],
+    ["etcd-certfile", tls],
+    ["etcd-cafile", tls],
+    ["etcd-username", basic],
+    ["etcd-password", basic],
     ["consul-token", store === "consul"],
     ["nats-creds", store === "nats"],
   ];

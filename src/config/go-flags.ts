@@ -70,7 +70,7 @@ export function readRawFlags(
     const dashes = arg.startsWith("--") ? "--" : "-";
     const body = arg.slice(dashes.length);
     if (body === "" || body.startsWith("-") || body.startsWith("=")) {
-      throw flagInvalid(`bad flag syntax: ${arg}`, arg, arg);
+      throw flagInvalid(`bad flag syntax: ${clip(arg)}`, clip(arg), arg);
     }
     const eq = body.indexOf("=");
     const name = eq < 0 ? body : body.slice(0, eq);
@@ -83,8 +83,8 @@ export function readRawFlags(
       const hint = suggest(name, [...SPECS.keys()]);
       throw new WeftError(
         WeftErrorCode.FlagUnknown,
-        `unknown flag ${dashes}${name}${hint === undefined ? "" : ` (did you mean --${hint}?)`}; see weft --help`,
-        { field: `${dashes}${name}` },
+        `unknown flag ${dashes}${clip(name)}${hint === undefined ? "" : ` (did you mean --${hint}?)`}; see weft --help`,
+        { field: `${dashes}${clip(name)}` },
       );
     }
     const kind = spec?.kind ?? unsupported?.kind;
@@ -100,12 +100,13 @@ export function readRawFlags(
     }
     if (unsupported?.glog === true) {
       const rule = glogRule(unsupported, value);
-      if (rule !== undefined) throw flagInvalid(`${dashes}${name}=${value}: ${rule}`, `--${name}`, value);
-      glog.push(`${dashes}${name}${inline === undefined && kind === "bool" ? "" : `=${value}`}`);
+      if (rule !== undefined)
+        throw flagInvalid(`${dashes}${name}=${clip(value)}: ${rule}`, `--${name}`, value);
+      glog.push(`${dashes}${name}${inline === undefined && kind === "bool" ? "" : `=${clip(value)}`}`);
       continue;
     }
     if (unsupported !== undefined) {
-      warnings.push(...checkUnsupported(unsupported, value, `${dashes}${name}=${value}`));
+      warnings.push(...checkUnsupported(unsupported, value, `${dashes}${name}=${clip(value)}`));
       continue;
     }
     const list = values.get(name) ?? [];
@@ -128,11 +129,11 @@ export function readRawFlags(
     if (value === undefined || value === "") continue;
     if (spec.glog === true) {
       const rule = glogRule(spec, value);
-      if (rule === undefined) glog.push(`${variable}=${value}`);
-      else warnings.push(`${variable}=${value} (--${spec.name}): ${rule}; ignored`);
+      if (rule === undefined) glog.push(`${variable}=${clip(value)}`);
+      else warnings.push(`${variable}=${clip(value)} (--${spec.name}): ${rule}; ignored`);
       continue;
     }
-    warnings.push(...checkUnsupported(spec, value, `${variable}=${value} (--${spec.name})`));
+    warnings.push(...checkUnsupported(spec, value, `${variable}=${clip(value)} (--${spec.name})`));
   }
   if (glog.length > 0) {
     warnings.push(
@@ -179,8 +180,13 @@ function checkUnsupported(spec: UnsupportedFlagSpec, value: string, shown: strin
 
 function unexpectedArgument(arg: string): WeftError {
   return flagInvalid(
-    `unexpected argument "${arg}": weft takes only flags (and the subcommand mk-docker-opts first); see weft --help`,
-    arg,
+    `unexpected argument "${clip(arg)}": weft takes only flags (and the subcommand mk-docker-opts first); see weft --help`,
+    clip(arg),
     arg,
   );
+}
+
+/** At most 200 characters of a command-line text, for a message (a value may be of any length). */
+function clip(text: string): string {
+  return text.length > 200 ? `${text.slice(0, 200)}… (${text.length} characters)` : text;
 }

@@ -26,9 +26,15 @@ const WHITESPACE = new Set([" ", "\t", "\n", "\r"]);
 const ESCAPES = new Set(['"', "\\", "/", "b", "f", "n", "r", "t"]);
 const NUMBER = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
 const HEX4 = /[0-9a-fA-F]{4}/y;
+/**
+ * Lists and objects nested deeper than this are reported instead of scanned (the scanner recurses;
+ * Go's encoding/json stops at 10,000 levels, no network config needs more than three).
+ */
+export const MAX_JSON_DEPTH = 1_000;
 
 class Scanner {
   pos = 0;
+  depth = 0;
   constructor(readonly text: string) {}
 
   fail(reason: string): never {
@@ -47,6 +53,8 @@ class Scanner {
   value(): void {
     this.skipWhitespace();
     const ch = this.text[this.pos];
+    if ((ch === "{" || ch === "[") && ++this.depth > MAX_JSON_DEPTH)
+      this.fail(`lists and objects nested more than ${MAX_JSON_DEPTH} levels deep`);
     if (ch === "{") this.object();
     else if (ch === "[") this.array();
     else if (ch === '"') this.string();
@@ -63,6 +71,7 @@ class Scanner {
     this.skipWhitespace();
     if (this.text[this.pos] === "}") {
       this.pos++;
+      this.depth--;
       return;
     }
     for (;;) {
@@ -78,6 +87,7 @@ class Scanner {
       const ch = this.text[this.pos];
       if (ch === "}") {
         this.pos++;
+        this.depth--;
         return;
       }
       if (ch !== ",") this.fail(`unexpected ${this.describe()}, expected "," or "}"`);
@@ -90,6 +100,7 @@ class Scanner {
     this.skipWhitespace();
     if (this.text[this.pos] === "]") {
       this.pos++;
+      this.depth--;
       return;
     }
     for (;;) {
@@ -98,6 +109,7 @@ class Scanner {
       const ch = this.text[this.pos];
       if (ch === "]") {
         this.pos++;
+        this.depth--;
         return;
       }
       if (ch !== ",") this.fail(`unexpected ${this.describe()}, expected "," or "]"`);

@@ -28,7 +28,7 @@ import {
   tryParseIpv4,
 } from "../net/ipv4.ts";
 import { type BackendConfig, parseBackendConfig } from "./backend-config.ts";
-import { fromZodIssue, invalidField, missingField } from "./config-error.ts";
+import { fromZodIssue, invalidField, missingField, showValue } from "./config-error.ts";
 import { matchFields } from "./json-fields.ts";
 import { locateJsonError } from "./json-position.ts";
 
@@ -113,7 +113,7 @@ export function parseNetworkConfig(json: string): ParsedNetworkConfig {
   if (!object.success) {
     throw new WeftError(
       WeftErrorCode.ConfigInvalid,
-      `network config: expected a JSON object like {"Network": "10.5.0.0/16", "Backend": {"Type": "vxlan"}}, found ${Array.isArray(raw) ? "an array" : JSON.stringify(raw)}`,
+      `network config: expected a JSON object like {"Network": "10.5.0.0/16", "Backend": {"Type": "vxlan"}}, found ${Array.isArray(raw) ? "an array" : showValue(raw)}`,
       { value: raw },
     );
   }

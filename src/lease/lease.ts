@@ -34,11 +34,106 @@ export interface Lease extends LeaseAttrs {
 }
 
 /** Why a lease was rejected; used as the metric label, so the set is closed. */
-export type LeaseRejection = "key" | "json" | "public-ip" | "outside-network" | "default-route" | "overlap";
+export type LeaseRejection =
+  | "key"
+  | "size"
+  | "json"
+  | "public-ip"
+  | "outside-network"
+  | "default-route"
+  | "subnet-len"
+  | "overlap";
+
+/**
+ * Lease values longer than this are rejected unread. flanneld's are under 200 bytes (vxlan with
+ * BackendData); 4 KiB leaves room for any backend's data and keeps one hostile value from costing
+ * more than a few kilobytes per key.
+ */
+export const MAX_LEASE_VALUE_BYTES = 4096;
+
+/**
+ * What a lease must agree with to be used; the same everywhere a lease is read (the watcher, the
+ * subnet manager, `weft plan`, `weft doctor`), so they all accept and reject the same keys.
+ */
+export interface LeaseRules {
+  readonly network: Ipv4Cidr;
+  /**
+   * The config's SubnetLen: flanneld and weft only ever write leases of this length, so a lease of
+   * another length (one covering many hosts' subnets, or a piece of one) is rejected. Undefined
+   * checks no length (`weft doctor` without a valid config).
+   */
+  readonly subnetLen: number | undefined;
+  /** `<prefix>/subnets/`: a lease key is this and exactly one more segment. */
+  readonly subnets: string;
+}
+
+/** The rules of a network config and store prefix (`/coreos.com/network`). */
+export function leaseRules(
+  config: { readonly network: Ipv4Cidr; readonly subnetLen: number },
+  prefix: string,
+): LeaseRules {
+  return { network: config.network, subnetLen: config.subnetLen, subnets: subnetsPrefix(prefix) };
+}
+
+/** True when a value is too long to be a lease (checked before it is parsed or kept). */
+export function oversized(value: string): boolean {
+  // A UTF-8 byte is at most one UTF-16 unit; the exact byte count only for values near the limit.
+  return (
+    value.length > MAX_LEASE_VALUE_BYTES ||
+    (value.length > MAX_LEASE_VALUE_BYTES / 3 && Buffer.byteLength(value) > MAX_LEASE_VALUE_BYTES)
+  );
+}
+
+/** The entry as it may be kept: one whose value is over the limit keeps only its key and revision. */
+export function withoutLargeValue(kv: KeyValue): KeyValue {
+  if (!oversized(kv.value)) return kv;
+  releaseLargeValues();
+  return { key: kv.key, value: "", revision: kv.revision, expires: kv.expires };
+}
+
+let releasePending = false;
+
+/**
+ * Asks for a garbage collection soon after oversized values were dropped (at most one per second).
+ * Without it a list of 200 values of 1 MiB (an agent started next to them) stays in the process's
+ * RSS until the collector happens to run, which an agent that allocates little may not do for hours.
+ */
+export function releaseLargeValues(): void {
+  if (releasePending) return;
+  releasePending = true;
+  setTimeout(() => {
+    Bun.gc(true);
+    setTimeout(() => {
+      releasePending = false;
+    }, 1_000).unref();
+  }, 100).unref();
+}
+
+/** The rejection of an oversized value, without reading it. */
+export function oversizedRejection(kv: KeyValue): LeaseParse {
+  return {
+    ok: false,
+    rule: "size",
+    reason: `value is ${Buffer.byteLength(kv.value)} bytes, over the ${MAX_LEASE_VALUE_BYTES}-byte limit for a lease`,
+  };
+}
 
 export type LeaseParse =
   | { readonly ok: true; readonly lease: Lease }
   | { readonly ok: false; readonly rule: LeaseRejection; readonly reason: string };
+
+/** At most 200 characters of `text`, for a rejection reason (keys and values may be of any length). */
+function short(text: string): string {
+  return text.length > 200 ? `${text.slice(0, 200)}… (${text.length} characters)` : text;
+}
+
+/** A JSON value for a rejection reason: a string quoted and cut, anything else by its type. */
+function describe(value: unknown): string {
+  if (typeof value === "string") return short(JSON.stringify(value));
+  if (value === undefined) return "(absent)";
+  if (value === null) return "null";
+  return Array.isArray(value) ? "(a list)" : typeof value === "object" ? "(an object)" : `(${String(value)})`;
+}
 
 /** Finds a field the way Go's encoding/json does: exact name first, then case-insensitively. */
 function field(object: Record<string, unknown>, name: string): unknown {
@@ -48,10 +143,21 @@ function field(object: Record<string, unknown>, name: string): unknown {
   return undefined;
 }
 
-/** Decodes and validates one store entry under `<prefix>/subnets/` against the cluster network. */
-export function parseLease(kv: KeyValue, network: Ipv4Cidr): LeaseParse {
-  const key = tryParseSubnetKey(kv.key);
-  if (!key.ok) return { ok: false, rule: "key", reason: `key ${kv.key}: ${key.reason}` };
+/**
+ * Decodes and validates one store entry under `<prefix>/subnets/` against the cluster's rules: the
+ * key is `<prefix>/subnets/<a.b.c.d>-<SubnetLen>` (one segment, no nesting), the subnet lies inside
+ * the network, the value is at most 4 KiB of JSON with an IPv4 PublicIP.
+ */
+export function parseLease(kv: KeyValue, rules: LeaseRules): LeaseParse {
+  const { network, subnetLen } = rules;
+  if (oversized(kv.value)) return oversizedRejection(kv);
+  const name = kv.key.startsWith(rules.subnets) ? kv.key.slice(rules.subnets.length) : undefined;
+  if (name === undefined || name.includes("/")) {
+    const reason = `key ${short(kv.key)} is not ${rules.subnets}<a.b.c.d>-<len>: a lease key has no further path segments`;
+    return { ok: false, rule: "key", reason };
+  }
+  const key = tryParseSubnetKey(name);
+  if (!key.ok) return { ok: false, rule: "key", reason: `key ${short(kv.key)}: ${key.reason}` };
   const subnet = key.value.ipv4;
   const subnetText = formatCidr(subnet);
   if (subnet.prefixLen === 0) {
@@ -66,6 +172,13 @@ export function parseLease(kv: KeyValue, network: Ipv4Cidr): LeaseParse {
       ok: false,
       rule: "outside-network",
       reason: `subnet ${subnetText} is outside the network ${formatCidr(network)}`,
+    };
+  }
+  if (subnetLen !== undefined && subnet.prefixLen !== subnetLen) {
+    return {
+      ok: false,
+      rule: "subnet-len",
+      reason: `subnet ${subnetText} is not a /${subnetLen} (the config's SubnetLen): only leases of that length are routed`,
     };
   }
   let parsed: unknown;
@@ -83,7 +196,7 @@ export function parseLease(kv: KeyValue, network: Ipv4Cidr): LeaseParse {
     return {
       ok: false,
       rule: "public-ip",
-      reason: `PublicIP ${JSON.stringify(publicIP)} is not an IPv4 address`,
+      reason: `PublicIP ${describe(publicIP)} is not an IPv4 address`,
     };
   }
   const backendType = field(attrs, "BackendType");

@@ -12,9 +12,11 @@
  * Anything else (mixed prefix lengths, an overlap appearing or going away) revalidates the whole set,
  * which gives the same answer by construction.
  *
- * Invalid entries (garbage JSON, a PublicIP that is no IP, a subnet outside the network or overlapping
- * another) are dropped with one warning per key and revision and counted in a metric; they never stop
- * the watch or reach the kernel.
+ * Invalid entries (garbage JSON, a PublicIP that is no IP, a subnet outside the network or not of the
+ * config's SubnetLen, a key nested deeper than `<prefix>/subnets/<key>`, a second key for a subnet
+ * another key already claims) are dropped with one warning per key and revision and counted in a
+ * metric; they never stop the watch or reach the kernel. A value over 4 KiB is dropped before it is
+ * parsed, and only its key and revision are kept.
  */
 
 import { isStoreError } from "../../stores/errors.ts";
@@ -23,13 +25,23 @@ import type { Clock } from "../clock.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import { cidrsOverlap, type Ipv4Cidr } from "../net/ipv4.ts";
-import { type Lease, type LeaseParse, parseLease } from "./lease.ts";
+import {
+  type Lease,
+  type LeaseParse,
+  type LeaseRules,
+  oversized,
+  oversizedRejection,
+  parseLease,
+  releaseLargeValues,
+} from "./lease.ts";
 
 export interface LeaseWatcherOptions {
   readonly store: Store;
   /** `<prefix>/subnets/`. */
   readonly prefix: string;
   readonly network: Ipv4Cidr;
+  /** The config's SubnetLen: leases of any other length are rejected (see `parseLease`). */
+  readonly subnetLen: number;
   readonly log: Logger;
   readonly metrics: Metrics;
   readonly clock: Clock;
@@ -51,11 +63,15 @@ export class LeaseWatcher {
   /** How many parsed leases have each prefix length. */
   readonly #lengths = new Map<number, number>();
   readonly #warned = new Set<string>();
+  /** Keys whose value was over the size limit (kept in `#raw` without it), with their rejection. */
+  readonly #tooLarge = new Map<string, { revision: Revision; result: LeaseParse }>();
   #synced = false;
   #revision: Revision = 0n;
+  readonly #rules: LeaseRules;
 
   constructor(options: LeaseWatcherOptions) {
     this.#o = options;
+    this.#rules = { network: options.network, subnetLen: options.subnetLen, subnets: options.prefix };
   }
 
   /** The valid leases as of the last change. */
@@ -112,8 +128,8 @@ export class LeaseWatcher {
   }
 
   #fold({ entries, revision }: ListResult): Revision {
-    this.#raw.clear();
-    for (const kv of entries) this.#raw.set(kv.key, kv);
+    this.#clear();
+    for (const kv of entries) this.#admit(kv);
     this.#synced = true;
     this.#revision = revision;
     this.#publishAll();
@@ -125,22 +141,40 @@ export class LeaseWatcher {
     const options = { afterRevision: after, signal, details: false };
     for await (const event of this.#o.store.watch(this.#o.prefix, options)) {
       if (event.type === "put") {
-        this.#raw.set(event.kv.key, event.kv);
+        this.#admit(event.kv);
         this.#revision = event.kv.revision;
         this.#publishOne(event.kv.key);
       } else if (event.type === "delete") {
         this.#raw.delete(event.key);
+        this.#tooLarge.delete(event.key);
         this.#revision = event.revision;
         this.#publishOne(event.key);
       } else {
         this.#revision = event.revision;
         this.#o.metrics.watchResyncs.inc({ cause: event.cause });
         this.#o.log.info("lease watch resynced", { cause: event.cause, leases: event.entries.length });
-        this.#raw.clear();
-        for (const kv of event.entries) this.#raw.set(kv.key, kv);
+        this.#clear();
+        for (const kv of event.entries) this.#admit(kv);
         this.#publishAll();
       }
     }
+  }
+
+  /** Keeps an entry; one over the size limit only as its key and revision, rejected unread. */
+  #admit(kv: KeyValue): void {
+    if (!oversized(kv.value)) {
+      this.#tooLarge.delete(kv.key);
+      this.#raw.set(kv.key, kv);
+      return;
+    }
+    this.#tooLarge.set(kv.key, { revision: kv.revision, result: oversizedRejection(kv) });
+    releaseLargeValues();
+    this.#raw.set(kv.key, { key: kv.key, value: "", revision: kv.revision, expires: kv.expires });
+  }
+
+  #clear(): void {
+    this.#raw.clear();
+    this.#tooLarge.clear();
   }
 
   #publishAll(): void {
@@ -177,10 +211,13 @@ export class LeaseWatcher {
   /** Parses one entry, cached per key and revision; an unusable one is warned about once. */
   #parse(kv: KeyValue): LeaseParse {
     const cached = this.#parsed.get(kv.key);
+    const big = this.#tooLarge.get(kv.key);
     const parsed =
-      cached !== undefined && cached.revision === kv.revision
-        ? cached.result
-        : parseLease(kv, this.#o.network);
+      big !== undefined && big.revision === kv.revision
+        ? big.result
+        : cached !== undefined && cached.revision === kv.revision
+          ? cached.result
+          : parseLease(kv, this.#rules);
     this.#parsed.set(kv.key, { revision: kv.revision, result: parsed });
     if (!parsed.ok) this.#reject(kv, parsed.rule, parsed.reason);
     return parsed;
@@ -206,7 +243,7 @@ export class LeaseWatcher {
 
   /**
    * Parses every raw entry (cached per key and revision, so an event costs one JSON.parse) and drops
-   * overlaps: sorted by start address, an entry that starts inside an accepted one is rejected.
+   * overlaps (with every lease of one length, two keys for the same subnet): see `withoutOverlaps`.
    */
   #validate(): Map<string, Lease> {
     const candidates: Lease[] = [];
@@ -240,7 +277,10 @@ export class LeaseWatcher {
 
 /**
  * The leases that win overlaps: sorted by start address (then prefix length, then key), a lease that
- * overlaps the last accepted one is rejected (`onReject` names the winner). The watcher and
+ * overlaps the last accepted one is rejected (`onReject` names the winner). `parseLease` admits only
+ * leases of the config's SubnetLen, so an overlap is two keys for one subnet (`10.5.3.0-24` and the
+ * dual-stack `10.5.3.0-24&fd00::-64`): the key that sorts first wins, the same on every host — the
+ * IPv4-only key weft and flanneld write sorts before any dual-stack form of it. The watcher and
  * `weft plan` both use this, so a plan routes exactly the leases a running agent would.
  */
 export function withoutOverlaps(

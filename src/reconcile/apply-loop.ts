@@ -4,9 +4,20 @@
  * Why: the agent is level-triggered. Any trigger (a lease change, a netlink drift event, the periodic
  * resync) only marks the state dirty and wakes one loop, which runs one apply for however many
  * triggers came in meanwhile. A failed apply is retried with backoff (100 ms doubling to 10 s); a
- * timer forces a full kernel re-read now and then, in case an event was missed without an overrun.
+ * partial one (only entries the kernel refuses as they are remain) runs again after `slowRetryMs`,
+ * the slow end of that backoff, or at the next trigger; a timer forces a full kernel re-read now and
+ * then, in case an event was missed without an overrun.
  */
 import type { Clock } from "../clock.ts";
+
+/**
+ * How an apply went: everything applied; everything that can be applied applied (some entries are
+ * refused by the kernel as they are: retry them slowly); or failed (retry soon, with backoff).
+ */
+export type ApplyOutcome = "done" | "partial" | "failed";
+
+/** The slow end of the retry backoff: how often refused entries are tried again. */
+export const SLOW_RETRY_MS = 10_000;
 
 export interface ApplyLoopOptions {
   readonly clock: Clock;
@@ -14,8 +25,10 @@ export interface ApplyLoopOptions {
   readonly resyncMs: number;
   /** Whether an apply can run now (e.g. the lease is held and the leases are listed). */
   readonly canApply: () => boolean;
-  /** One apply; resolves true when everything applied. */
-  readonly apply: () => Promise<boolean>;
+  /** One apply. */
+  readonly apply: () => Promise<ApplyOutcome>;
+  /** How long to wait after a partial apply before the next (SLOW_RETRY_MS when absent). */
+  readonly slowRetryMs?: number;
   /** Called when the resync timer fires, before the apply it triggers. */
   readonly onResyncTimer: () => void;
 }
@@ -40,21 +53,26 @@ export class ApplyLoop {
   async run(signal: AbortSignal): Promise<void> {
     const { clock } = this.#o;
     let backoff = 100;
+    let partial = false;
+    const slowMs = this.#o.slowRetryMs ?? SLOW_RETRY_MS;
     while (!signal.aborted) {
       if (!this.#dirty) {
+        const slow = partial && slowMs < this.#o.resyncMs;
         const woke = await Promise.race([
           new Promise<boolean>((resolve) => {
             this.#wake = () => resolve(true);
           }),
-          clock.sleep(this.#o.resyncMs, signal).then(() => false),
+          clock.sleep(slow ? slowMs : this.#o.resyncMs, signal).then(() => false),
         ]);
         this.#wake = undefined;
         if (signal.aborted) return;
-        if (!woke) this.#o.onResyncTimer();
+        if (!woke && !slow) this.#o.onResyncTimer();
       }
       this.#dirty = false;
       if (!this.#o.canApply()) continue;
-      if (await this.#o.apply()) {
+      const outcome = await this.#o.apply();
+      partial = outcome === "partial";
+      if (outcome !== "failed") {
         backoff = 100;
         continue;
       }

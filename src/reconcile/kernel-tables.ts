@@ -6,7 +6,9 @@
  * entry, and that entry's MAC through the FDB, so writes go ARP → FDB → route (flanneld's order) and
  * deletes the other way round, route first; all deletes come before all writes, so an entry that
  * moved (a peer's new VtepMAC) never collides with its old self. Failures are collected per entry,
- * and the whole step is retried once after a fresh dump of every kind.
+ * and the whole step is retried once after a fresh dump of every kind. Entries the kernel refused
+ * as they are (`REFUSAL_ERRNOS`) are left out of later applies unless `retryRefused` is asked for;
+ * they are reported apart from failures (`refused()`), since retrying them sooner changes nothing.
  */
 import type { PeerChanges, PeerTable } from "../backend/peer-table.ts";
 import type { Ipv4Cidr } from "../net/ipv4.ts";
@@ -15,8 +17,8 @@ import type { FdbEntry } from "../netlink/netlink.ts";
 import type { Neigh, Route } from "../netlink/types.ts";
 import type { Delta } from "./delta-tracker.ts";
 import { fdbFromNeigh, fdbKind, type NeighHandle, neighKind, ownedFdb, ownedNeigh } from "./neigh-table.ts";
-import type { OwnedApplyResult, OwnedFailure, OwnedTable } from "./owned-table.ts";
-import { OwnedTable as Table } from "./owned-table.ts";
+import type { OwnedApplyResult, OwnedFailure, OwnedTable, RefusedEntry } from "./owned-table.ts";
+import { REFUSAL_ERRNOS, OwnedTable as Table } from "./owned-table.ts";
 import { type RouteHandle, RouteTable } from "./route-table.ts";
 
 export type EntryKind = "route" | "neigh" | "fdb";
@@ -28,7 +30,14 @@ export interface KernelFailure extends OwnedFailure {
 export interface KernelApplyResult {
   readonly replaced: number;
   readonly deleted: number;
+  /** Entries that failed for a reason a retry may cure (not refusals: see `refused()`). */
   readonly failures: readonly KernelFailure[];
+}
+
+/** A desired entry the kernel refuses; the same object while the entry and the refusal stay the same. */
+export interface KernelRefusal {
+  readonly kind: EntryKind;
+  readonly entry: RefusedEntry;
 }
 
 export interface KernelPlan {
@@ -109,25 +118,39 @@ export class KernelTables {
     return { routes: await this.routes.plan(), neighs: await this.neighs.plan(), fdb: await this.fdb.plan() };
   }
 
-  async apply(): Promise<KernelApplyResult> {
-    let result = await this.#applyOnce(false);
+  /**
+   * Writes what is missing or different and deletes what is no longer desired; any failure makes one
+   * more pass after a fresh dump, refused entries included. `retryRefused`: the first pass tries the
+   * entries the kernel refused before, too.
+   */
+  async apply(options: { retryRefused?: boolean } = {}): Promise<KernelApplyResult> {
+    let result = await this.#applyOnce(false, options.retryRefused ?? true);
     if (result.failures.length > 0) {
-      const retry = await this.#applyOnce(true);
+      const retry = await this.#applyOnce(true, true);
       result = {
         replaced: result.replaced + retry.replaced,
         deleted: result.deleted + retry.deleted,
         failures: retry.failures,
       };
     }
-    return result;
+    return { ...result, failures: result.failures.filter((f) => !REFUSAL_ERRNOS.includes(f.errno)) };
   }
 
-  async #applyOnce(fresh: boolean): Promise<KernelApplyResult> {
+  /** The desired entries of every kind that the kernel refuses as they are now desired. */
+  refused(): KernelRefusal[] {
+    const out: KernelRefusal[] = [];
+    for (const entry of this.routes.owned.refused()) out.push({ kind: "route", entry });
+    for (const entry of this.neighs.refused()) out.push({ kind: "neigh", entry });
+    for (const entry of this.fdb.refused()) out.push({ kind: "fdb", entry });
+    return out;
+  }
+
+  async #applyOnce(fresh: boolean, includeRefused: boolean): Promise<KernelApplyResult> {
     const routes = this.routes.owned;
     await Promise.all([routes.refresh(fresh), this.neighs.refresh(fresh), this.fdb.refresh(fresh)]);
-    const r = routes.pending();
-    const n = this.neighs.pending();
-    const f = this.fdb.pending();
+    const r = routes.pending(includeRefused);
+    const n = this.neighs.pending(includeRefused);
+    const f = this.fdb.pending(includeRefused);
     const steps: Array<[EntryKind, OwnedApplyResult]> = [];
     steps.push(["route", await routes.deleteOnly(r.deletes)]);
     steps.push(["fdb", await this.fdb.deleteOnly(f.deletes)]);

@@ -7,6 +7,11 @@
  * retrying once after a fresh dump. Nothing is deleted before `allowSweep()` (the first full store
  * list), so a restart never removes a working entry. The kind-specific parts — how to list only the
  * entries weft owns, how to write and delete them, what "equal" means — come in as `OwnedKind`.
+ *
+ * An entry the kernel refuses as it is (a gateway that is a broadcast address: EINVAL) is remembered
+ * with the value it was refused for. Applies leave it out until the caller asks to retry refused
+ * entries (the agent does every 10 s) or its desired value changes, so one bad lease costs neither a
+ * kernel dump per apply nor a log line per retry, and does not count as a failed apply.
  */
 import { type Delta, DeltaTracker } from "./delta-tracker.ts";
 
@@ -37,6 +42,17 @@ export interface OwnedFailure {
   readonly message: string;
 }
 
+/**
+ * errno values with which the kernel refuses an entry for what it is — the same write fails again until
+ * the entry changes: EEXIST, EINVAL, ERANGE, EOPNOTSUPP, EAFNOSUPPORT, EADDRNOTAVAIL, ENETUNREACH,
+ * EHOSTUNREACH. Anything else (ENOBUFS, ENOMEM, EBUSY, ENODEV, ENETDOWN, EPERM…) is about the moment or
+ * the host, not the entry, and is retried with backoff as a failed apply.
+ */
+export const REFUSAL_ERRNOS: readonly number[] = [17, 22, 34, 95, 97, 99, 101, 113];
+
+/** A desired entry the kernel refused; the same object while the entry and the refusal stay the same. */
+export type RefusedEntry = OwnedFailure;
+
 export interface OwnedApplyResult {
   readonly replaced: number;
   readonly deleted: number;
@@ -49,6 +65,8 @@ export class OwnedTable<V> {
   readonly #entries: DeltaTracker<string, V>;
   #stale = true;
   #sweep = false;
+  /** Refused entries by key, with the desired value they were refused for. */
+  readonly #refused = new Map<string, { readonly value: V; readonly entry: RefusedEntry }>();
 
   constructor(kind: OwnedKind<V>) {
     this.#kind = kind;
@@ -79,6 +97,17 @@ export class OwnedTable<V> {
     return this.#entries.desired;
   }
 
+  /** The desired entries the kernel refused as they are now desired; forgets the rest. */
+  refused(): RefusedEntry[] {
+    const out: RefusedEntry[] = [];
+    for (const [key, { value, entry }] of this.#refused) {
+      const wanted = this.#entries.desired.get(key);
+      if (wanted === undefined || !this.#kind.equal(wanted, value)) this.#refused.delete(key);
+      else out.push(entry);
+    }
+    return out;
+  }
+
   /**
    * A kernel event for one object. `owned`: the object carries weft's marker. Any change to a key weft
    * owns or wants means the kernel no longer matches our picture: forget or record it, so the next
@@ -99,6 +128,7 @@ export class OwnedTable<V> {
     return this.#filtered();
   }
 
+  /** Applies everything, refused entries included; a failure is retried once after a fresh dump. */
   async apply(): Promise<OwnedApplyResult> {
     if (this.#stale) await this.#dump();
     let result = await this.#applyOnce();
@@ -114,9 +144,16 @@ export class OwnedTable<V> {
     return result;
   }
 
-  #filtered(): Delta<string, V> {
+  #filtered(includeRefused = true): Delta<string, V> {
     const delta = this.#entries.delta();
-    return this.#sweep ? delta : { upserts: delta.upserts, deletes: [] };
+    let upserts = delta.upserts;
+    if (!includeRefused && this.#refused.size > 0) {
+      upserts = upserts.filter(([key, value]) => {
+        const refused = this.#refused.get(key);
+        return refused === undefined || !this.#kind.equal(refused.value, value);
+      });
+    }
+    return { upserts, deletes: this.#sweep ? delta.deletes : [] };
   }
 
   async #dump(): Promise<void> {
@@ -170,18 +207,39 @@ export class OwnedTable<V> {
       errno: f.errno,
       message: f.message,
     }));
+    for (const failure of failures) this.#noteRefusal(failure);
     let replaced = 0;
     for (const [key, value] of upserts) {
       if (failed.has(key)) continue;
       this.#entries.recordActual(key, value);
+      this.#refused.delete(key);
       replaced += 1;
     }
     return { replaced, deleted: 0, failures };
   }
 
-  /** The pending delta without a dump (the caller dumped or knows the picture is fresh). */
-  pending(): Delta<string, V> {
-    return this.#filtered();
+  /** Remembers a refused write with the value it was refused for (the same record while unchanged). */
+  #noteRefusal(failure: OwnedFailure): void {
+    const value = this.#entries.desired.get(failure.key);
+    if (value === undefined || !REFUSAL_ERRNOS.includes(failure.errno)) {
+      this.#refused.delete(failure.key);
+      return;
+    }
+    const known = this.#refused.get(failure.key);
+    const same =
+      known !== undefined &&
+      this.#kind.equal(known.value, value) &&
+      known.entry.errno === failure.errno &&
+      known.entry.message === failure.message;
+    if (!same) this.#refused.set(failure.key, { value, entry: failure });
+  }
+
+  /**
+   * The pending delta without a dump (the caller dumped or knows the picture is fresh). Without
+   * `includeRefused`, entries the kernel refused as they are still desired are left out.
+   */
+  pending(includeRefused = true): Delta<string, V> {
+    return this.#filtered(includeRefused);
   }
 
   /** Dumps when stale; used by a set of tables before it orders the deltas of several kinds. */

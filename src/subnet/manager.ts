@@ -7,7 +7,9 @@
  *   A lost race, a conflict or an unreachable store is retried with backoff, never fatal.
  * - Reservations (keys without TTL) stay reservations: they are never renewed or given a TTL.
  * - Renew: at `expiry − margin`; a failure is retried every minute; a lease found gone is re-acquired,
- *   preferring the same subnet when it is still free.
+ *   preferring the same subnet when it is still free, and renewal goes on with the new lease.
+ * - Republish: a new PublicIP (the external interface was re-addressed) is written into the held
+ *   lease by compare-and-swap, under the same key.
  */
 
 import { isStoreError, StoreErrorCode } from "../../stores/errors.ts";
@@ -21,8 +23,10 @@ import {
   type LeaseAttrs,
   type LeaseParse,
   leaseKey,
+  leaseRules,
   parseLease,
   subnetsPrefix,
+  withoutLargeValue,
 } from "../lease/lease.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
@@ -61,6 +65,10 @@ const RETRY_MS = 60_000;
 export class SubnetManager {
   readonly #o: SubnetManagerOptions;
   #lease: OwnLease | undefined;
+  /** The PublicIP in the lease value we last wrote (what the watcher must see under our key). */
+  #publishedIP: string | undefined;
+  /** Aborted (and replaced) whenever `#lease` changes: wakes `keep()` from its sleep. */
+  #leaseChanged = new AbortController();
   #listed: ListResult | undefined;
   /** How each key of `#listed` parsed, so the watcher need not parse them again. */
   #listedParses = new Map<string, LeaseParse>();
@@ -90,7 +98,7 @@ export class SubnetManager {
       try {
         const lease = await this.#tryAcquire(previous);
         if (lease !== undefined) {
-          this.#lease = lease;
+          this.#setLease(lease);
           this.#publishMetrics();
           return lease;
         }
@@ -120,9 +128,10 @@ export class SubnetManager {
     const { store, config } = this.#o;
     const attrs = this.#attrs();
     const listed = await store.list(subnetsPrefix(this.#o.prefix));
-    this.#listed = listed;
     const { entries } = listed;
-    const views = leaseViews(entries, config);
+    const views = leaseViews(entries, config, this.#o.prefix);
+    // Kept for the watcher: values over the size limit are dropped here, unread (their parse says so).
+    this.#listed = { revision: listed.revision, entries: entries.map(withoutLargeValue) };
     this.#listedParses = new Map(views.map((v) => [v.kv.key, v.parsed]));
     const input: AllocateInput = {
       config,
@@ -152,6 +161,7 @@ export class SubnetManager {
         const created = await store.create(key, value, { ttlSeconds: this.#o.ttlSeconds });
         lease = this.#acquired(created, choice.subnet, choice.rule);
       }
+      this.#publishedIP = attrs.publicIP;
       await this.#dropIncompatible(views, choice.incompatibleOwnLeases);
       return lease;
     } catch (err) {
@@ -211,38 +221,51 @@ export class SubnetManager {
   /**
    * Keeps the lease: renews it at `expiry − margin` until `signal` aborts. When it is found gone,
    * calls `onLost` and re-acquires (same subnet when free), then `onAcquired` with the new lease.
+   * Never returns before `signal` aborts: while a recovery (its own or the watcher's) re-acquires,
+   * it waits for the new lease and renews that one; any change of the lease wakes it.
    */
   async keep(signal: AbortSignal, onLost: () => void, onAcquired: (lease: OwnLease) => void): Promise<void> {
     while (!signal.aborted) {
       const lease = this.#lease;
-      if (lease === undefined) return;
-      if (!lease.expires) {
-        await this.#o.clock.sleep(RETRY_MS * 60, signal);
+      const wake = AbortSignal.any([signal, this.#leaseChanged.signal]);
+      // No lease while a recovery re-acquires; a reservation is never renewed.
+      if (lease === undefined || !lease.expires) {
+        await this.#o.clock.sleep(RETRY_MS * 60, wake);
         continue;
       }
       const due = (lease.expiresAt ?? 0) - this.#o.renewMarginSeconds * 1000 - this.#o.clock.now();
-      if (due > 0) await this.#o.clock.sleep(due, signal);
+      if (due > 0) await this.#o.clock.sleep(due, wake);
       if (signal.aborted || this.#lease !== lease) continue;
       try {
         const kv = await this.#o.store.renew(lease.key);
-        this.#lease = {
+        // A recovery that started meanwhile owns the lease now; its result is renewed next round.
+        if (this.#lease !== lease) continue;
+        this.#setLease({
           ...lease,
           revision: kv.revision,
           expiresAt: this.#o.clock.now() + (kv.ttlSeconds ?? this.#o.ttlSeconds) * 1000,
-        };
+        });
         this.#o.metrics.leaseRenewals.inc({ result: "ok" });
         this.#publishMetrics();
         this.#o.log.info("renewed subnet lease", { subnet: formatCidr(lease.subnet) });
       } catch (err) {
         if (isStoreError(err, StoreErrorCode.KeyNotFound)) {
-          await this.recover(signal, onLost, onAcquired);
+          if (this.#lease === lease) await this.recover(signal, onLost, onAcquired);
           continue;
         }
         this.#o.metrics.leaseRenewals.inc({ result: "error" });
         this.#o.log.error("could not renew the lease; trying again in 1 min", { error: err });
-        await this.#o.clock.sleep(RETRY_MS, signal);
+        await this.#o.clock.sleep(RETRY_MS, wake);
       }
     }
+  }
+
+  /** Sets the current lease and wakes a sleeping `keep()`, which then follows the new one. */
+  #setLease(lease: OwnLease | undefined): void {
+    this.#lease = lease;
+    const changed = this.#leaseChanged;
+    this.#leaseChanged = new AbortController();
+    changed.abort();
   }
 
   /**
@@ -254,7 +277,53 @@ export class SubnetManager {
     // A view older than our own write cannot show our lease yet.
     if (lease === undefined || seenRevision < lease.revision) return false;
     const seen = leases.get(lease.key);
-    return seen === undefined || seen.publicIP !== this.#attrs().publicIP;
+    return seen === undefined || seen.publicIP !== (this.#publishedIP ?? this.#attrs().publicIP);
+  }
+
+  /**
+   * Writes the held lease again when what this host publishes changed (a new PublicIP or VTEP MAC
+   * after the external interface changed): a compare-and-swap of the own key, the TTL restarted; a
+   * reservation stays one. Resolves true when it wrote. A lease found gone is left to `keep()` and the
+   * watcher, whose recovery publishes the new value anyway.
+   */
+  async republish(): Promise<boolean> {
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      const lease = this.#lease;
+      if (lease === undefined) return false;
+      const attrs = this.#attrs();
+      const value = encodeLeaseValue(attrs);
+      const current = await this.#o.store.get(lease.key);
+      if (current === undefined) return false;
+      if (current.value === value) {
+        this.#publishedIP = attrs.publicIP;
+        return false;
+      }
+      try {
+        const kv = await this.#o.store.update(lease.key, value, {
+          expectRevision: current.revision,
+          ...(current.expires ? { ttlSeconds: this.#o.ttlSeconds } : {}),
+        });
+        this.#publishedIP = attrs.publicIP;
+        if (this.#lease === lease)
+          this.#setLease({
+            ...lease,
+            revision: kv.revision,
+            expiresAt: kv.expires
+              ? this.#o.clock.now() + (kv.ttlSeconds ?? this.#o.ttlSeconds) * 1000
+              : lease.expiresAt,
+          });
+        this.#publishMetrics();
+        this.#o.log.info("published the subnet lease again", {
+          subnet: formatCidr(lease.subnet),
+          key: lease.key,
+          publicIP: attrs.publicIP,
+        });
+        return true;
+      } catch (err) {
+        if (!isStoreError(err, StoreErrorCode.Conflict)) throw err;
+      }
+    }
+    return false;
   }
 
   /** Re-acquires after a loss, preferring the subnet we had. */
@@ -265,7 +334,7 @@ export class SubnetManager {
   ): Promise<void> {
     const old = this.#lease;
     if (old === undefined) return;
-    this.#lease = undefined;
+    this.#setLease(undefined);
     this.#publishMetrics();
     this.#o.log.error("lost the subnet lease; acquiring it again", {
       subnet: formatCidr(old.subnet),
@@ -296,14 +365,16 @@ export class SubnetManager {
 export function leaseViews(
   entries: readonly KeyValue[],
   config: NetworkConfig,
+  prefix: string,
 ): { kv: KeyValue; view: LeaseView; parsed: LeaseParse }[] {
   const out: { kv: KeyValue; view: LeaseView; parsed: LeaseParse }[] = [];
+  const rules = leaseRules(config, prefix);
   for (const kv of entries) {
     const key = tryParseSubnetKey(kv.key);
     if (!key.ok) continue;
     const subnet = key.value.ipv4;
     if (!cidrContainsCidr(config.network, subnet) || subnet.prefixLen <= config.network.prefixLen) continue;
-    const parsed = parseLease(kv, config.network);
+    const parsed = parseLease(kv, rules);
     out.push({
       kv,
       view: { subnet: key.value.ipv4, publicIp: parsed.ok ? parsed.lease.publicIP : "", expires: kv.expires },

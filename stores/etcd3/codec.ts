@@ -6,6 +6,7 @@
  * when an answer does not have the expected shape.
  */
 import { StoreError, StoreErrorCode, UnavailableError } from "../errors.ts";
+import { previewJson } from "../preview.ts";
 import type { KeyValue } from "../store.ts";
 
 /** Endpoint and path an answer came from, e.g. `http://127.0.0.1:2379/v3/kv/range`; only for messages. */
@@ -70,7 +71,7 @@ export function parseInt64(value: unknown, field: string, where: Where): bigint 
   if (value === undefined || value === null) return 0n;
   if (typeof value === "string" && /^-?\d{1,20}$/.test(value)) return BigInt(value);
   if (typeof value === "number" && Number.isSafeInteger(value)) return BigInt(value);
-  throw protocolError(where, `field ${field} is ${preview(JSON.stringify(value))}, not an integer`);
+  throw protocolError(where, `field ${field} is ${previewJson(value)}, not an integer`);
 }
 
 // ---- requests ----------------------------------------------------------------------------------------
@@ -185,8 +186,7 @@ function isObject(value: unknown): value is Record<string, unknown> {
 
 /** `value` as a JSON object, or a Protocol error naming `field`. */
 export function asObject(value: unknown, field: string, where: Where): Record<string, unknown> {
-  if (!isObject(value))
-    throw protocolError(where, `${field} is ${preview(String(JSON.stringify(value)))}, not an object`);
+  if (!isObject(value)) throw protocolError(where, `${field} is ${previewJson(value)}, not an object`);
   return value;
 }
 
@@ -282,7 +282,7 @@ function decodeTxnOp(raw: unknown, where: Where): TxnOpAnswer {
     const del = asObject(op.response_delete_range, "response_delete_range", where);
     return { op: "delete", deleted: parseInt64(del.deleted, "response_delete_range.deleted", where) };
   }
-  throw protocolError(where, `unknown txn response ${preview(JSON.stringify(op))}`);
+  throw protocolError(where, `unknown txn response ${previewJson(op)}`);
 }
 
 export function decodeTxn(json: unknown, where: Where): TxnAnswer {
@@ -370,11 +370,16 @@ export function decodeGatewayError(json: unknown): GatewayError | undefined {
   const error = json.error;
   if (isObject(error)) {
     const code = typeof error.grpc_code === "number" ? error.grpc_code : -1;
-    return { code, message: typeof error.message === "string" ? error.message : JSON.stringify(error) };
+    return { code, message: typeof error.message === "string" ? preview(error.message) : previewJson(error) };
   }
   const code = typeof json.code === "number" ? json.code : -1;
-  const message = typeof json.message === "string" && json.message !== "" ? json.message : String(error);
-  return { code, message };
+  const message =
+    typeof json.message === "string" && json.message !== ""
+      ? json.message
+      : typeof error === "string"
+        ? error
+        : previewJson(error);
+  return { code, message: preview(message) };
 }
 
 /** The token expired or was never valid: authenticate again and retry once. */

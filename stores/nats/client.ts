@@ -14,6 +14,7 @@ import type { ConnectionOptions, NatsConnection } from "@nats-io/transport-node"
 import { Backoff, sleep } from "../backoff.ts";
 import { ClosedError, StoreError, StoreErrorCode, UnavailableError } from "../errors.ts";
 import type { StoreLogger, StoreOptions } from "../store.ts";
+import { describeTlsFailure, withoutUserinfo } from "../tls.ts";
 import { Header, hasServerTtl, parseTimestamp, type RawRecord, streamName } from "./codec.ts";
 import { type Feed, type FeedItem, type FeedOptions, openFeed } from "./feed.ts";
 import { loadNatsLib, type NatsLib } from "./lib.ts";
@@ -60,7 +61,7 @@ export class NatsClient {
     this.#logger = options.logger;
     this.bucket = bucket;
     this.stream = streamName(bucket);
-    this.endpoint = options.endpoints.join(",");
+    this.endpoint = options.endpoints.map(withoutUserinfo).join(",");
     this.timeoutMs = options.requestTimeoutMs ?? 5_000;
   }
 
@@ -186,7 +187,7 @@ export class NatsClient {
     ) {
       return new StoreError(
         StoreErrorCode.Auth,
-        `NATS at ${this.endpoint} refused the credentials or the operation: ${message} (check --nats-creds, the NATS user and password, or the token, and the user's permissions on $JS.API.> and $KV.${this.bucket}.>)`,
+        `NATS at ${this.endpoint} refused the credentials or the operation: ${message} (check --nats-creds, the NATS user and password (--etcd-username, --etcd-password), or $NATS_TOKEN, and the user's permissions on $JS.API.> and $KV.${this.bucket}.>)`,
         { endpoint: this.endpoint, cause: err },
       );
     }
@@ -201,6 +202,13 @@ export class NatsClient {
         `NATS JetStream at ${this.endpoint} refused a request on bucket ${this.bucket}: ${message} (error code ${err.code})`,
         { endpoint: this.endpoint, cause: err },
       );
+    }
+    const tls = describeTlsFailure(err, this.#options.tls);
+    if (tls !== undefined) {
+      return new StoreError(StoreErrorCode.Auth, `NATS at ${this.endpoint}: ${tls}`, {
+        endpoint: this.endpoint,
+        cause: err,
+      });
     }
     if (isNoResponders(err, this.#lib)) {
       return new UnavailableError(

@@ -94,8 +94,10 @@ export function decodeSegment(token: string): string | undefined {
   } catch {
     return undefined;
   }
-  // Only the canonical spelling decodes (`=41` is not "A"), so every key has exactly one subject.
-  return encodeSegment(segment) === token && segment !== "" ? segment : undefined;
+  // Only the canonical spelling decodes (`=41` is not "A"), so every key has exactly one subject; a
+  // segment holding "/" (`=2F`) cannot come from a key (keys are split at "/"): it would make a second
+  // subject for the key `a/b` (`a=2Fb` next to `a.b`).
+  return encodeSegment(segment) === token && segment !== "" && !segment.includes("/") ? segment : undefined;
 }
 
 /** The KV key (subject after `$KV.<bucket>.`) of a store key. */

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { copyFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { canUseNetns } from "../../src/netns/netns.ts";
+import { testNetns } from "../harness/netns.ts";
 
 const root = join(import.meta.dir, "..", "..");
 let dir: string;
@@ -67,7 +67,7 @@ test("build - the compiled binary prints help and refuses an unknown flag by nam
   expect(bad.err).toContain("no-such-flag");
 });
 
-test.skipIf(!canUseNetns())(
+testNetns(
   "build - the compiled binary runs the seed 000 demo from another directory",
   () => {
     const r = run(["demo"]);

@@ -2,7 +2,7 @@
 // runs one agent each, and must show cross-host container pings with FORWARD policy DROP.
 import { expect, test } from "bun:test";
 import { join } from "node:path";
-import { canUseNetns } from "../../src/netns/netns.ts";
+import { testNetns } from "../harness/netns.ts";
 
 const main = join(import.meta.dir, "..", "..", "src", "main.ts");
 
@@ -24,7 +24,7 @@ async function demo(...args: string[]): Promise<string> {
   return out;
 }
 
-test.skipIf(!canUseNetns())(
+testNetns(
   "demo - seed 000 host-gw on sqlite: routes, subnet.env, pings and a 3-hop trace",
   async () => {
     const out = await demo();
@@ -41,7 +41,7 @@ test.skipIf(!canUseNetns())(
   120_000,
 );
 
-test.skipIf(!canUseNetns())(
+testNetns(
   "demo - --backend=vxlan runs seed 003 across two segments: flannel.100, onlink routes, neighbours, FDB, pings",
   async () => {
     const out = await demo("--backend=vxlan");

@@ -1,12 +1,12 @@
 // `weft doctor` on a healthy host and on a host broken in every way it checks, inside network
 // namespaces; and the etcd v2 hint against an etcd started with --enable-v2.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, test } from "bun:test";
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import type { DoctorFinding } from "../../src/cli/doctor/finding.ts";
-import { canUseNetns } from "../../src/netns/netns.ts";
+import { describeNetns } from "../harness/netns.ts";
 import { Cluster, eventually, SEED_000_CONFIG } from "./cluster.ts";
 
 const MAIN = join(import.meta.dir, "..", "..", "src", "main.ts");
@@ -35,7 +35,7 @@ async function doctor(cluster: Cluster, i: number, args: readonly string[]): Pro
   };
 }
 
-describe.skipIf(!canUseNetns())("doctor - sqlite cluster", () => {
+describeNetns("doctor - sqlite cluster", () => {
   let cluster: Cluster;
   let dir: string;
   let fakeFlanneld: Subprocess | undefined;
@@ -228,7 +228,7 @@ describe.skipIf(!canUseNetns())("doctor - sqlite cluster", () => {
   }, 30_000);
 });
 
-describe.skipIf(!canUseNetns())("doctor - etcd with the v2 API", () => {
+describeNetns("doctor - etcd with the v2 API", () => {
   let cluster: Cluster;
   const flags = (store: string) => [
     `--store=${store}`,

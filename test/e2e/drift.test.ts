@@ -1,19 +1,19 @@
 // Drift repair: the kernel tells weft (netlink monitor) when one of its routes disappears. The deadline
 // here (10 s) is far below the agent's periodic full resync (60 s), so only the monitor can pass it.
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { canUseNetns } from "../../src/netns/netns.ts";
+import { afterAll, beforeAll, expect } from "bun:test";
+import { netnsUsable, testNetns } from "../harness/netns.ts";
 import { type Cluster, eventually, startMesh } from "./cluster.ts";
 
 let cluster: Cluster;
 beforeAll(async () => {
-  if (!canUseNetns()) return;
+  if (!netnsUsable) return;
   cluster = await startMesh("sqlite", 3);
 }, 60_000);
 afterAll(async () => {
   await cluster?.stop();
 }, 60_000);
 
-test.skipIf(!canUseNetns())(
+testNetns(
   "drift - `ip route del` of a weft route is repaired from the netlink event; a foreign route stays",
   async () => {
     const ns = cluster.host(0).ns;
@@ -33,7 +33,7 @@ test.skipIf(!canUseNetns())(
   30_000,
 );
 
-test.skipIf(!canUseNetns())(
+testNetns(
   "drift - a weft route replaced with another gateway is put back",
   async () => {
     const ns = cluster.host(1).ns;

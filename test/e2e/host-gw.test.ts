@@ -1,9 +1,9 @@
 // Seed 000 (flannel host-gw) end to end: three hosts in network namespaces on one L2 segment, one weft
 // agent each, on every store a real deployment would use (etcd v2 written like `etcdctl set`, etcd v3,
 // and the embedded SQLite store).
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, beforeEach, expect, test } from "bun:test";
 import { addContainer } from "../../src/demo/demo.ts";
-import { canUseNetns } from "../../src/netns/netns.ts";
+import { describeNetns } from "../harness/netns.ts";
 import { type Cluster, type ClusterStore, eventually, startMesh } from "./cluster.ts";
 
 const ROUTE = /^(192\.168\.\d+\.\d+\/26) via (172\.17\.42\.4[1-4]) dev eth0 proto 77$/;
@@ -13,7 +13,7 @@ function ipToNumber(ip: string): number {
 }
 
 for (const store of ["etcd2", "etcd", "consul", "nats", "sqlite"] as ClusterStore[]) {
-  describe.skipIf(!canUseNetns())(`host-gw on ${store}`, () => {
+  describeNetns(`host-gw on ${store}`, () => {
     let cluster: Cluster;
     beforeAll(async () => {
       cluster = await startMesh(store, 3);
@@ -21,6 +21,26 @@ for (const store of ["etcd2", "etcd", "consul", "nats", "sqlite"] as ClusterStor
     afterAll(async () => {
       await cluster?.stop();
     }, 60_000);
+    // Each case starts from the full mesh, whatever the cases before it stopped or deleted.
+    beforeEach(async () => {
+      for (let i = 0; i < 3; i++) if (!cluster.agents.has(i)) cluster.startAgent(i);
+      await cluster.awaitRoutes(3);
+    }, 60_000);
+
+    /** The lease subnet (network address) of host i, from its subnet.env. */
+    const leaseSubnet = (i: number) =>
+      (cluster.subnetEnv(i).FLANNEL_SUBNET ?? "").replace(
+        /\.(\d+)\//,
+        (_, last: string) => `.${Number(last) - 1}/`,
+      );
+
+    /** Host i leaves: its agent stops and its lease is deleted (as after a 24 h outage). */
+    async function leave(i: number): Promise<string> {
+      const network = leaseSubnet(i);
+      expect(await cluster.stopAgent(i)).toBe(0);
+      await cluster.del(`${cluster.prefix}/subnets/${network.replace("/", "-")}`);
+      return network;
+    }
 
     test(`host-gw ${store} - every host routes each peer subnet via the peer's eth0 address`, async () => {
       const subnets = [0, 1, 2].map((i) => cluster.subnetEnv(i).FLANNEL_SUBNET ?? "");
@@ -93,12 +113,7 @@ for (const store of ["etcd2", "etcd", "consul", "nats", "sqlite"] as ClusterStor
     });
 
     test(`host-gw ${store} - a host that leaves (lease deleted) loses its route on every peer`, async () => {
-      const env = cluster.subnetEnv(2);
-      const first = (env.FLANNEL_SUBNET ?? "").split("/")[0] ?? "";
-      const parts = first.split(".");
-      const network = `${parts[0]}.${parts[1]}.${parts[2]}.${Number(parts[3]) - 1}`;
-      expect(await cluster.stopAgent(2)).toBe(0);
-      await cluster.del(`${cluster.prefix}/subnets/${network}-26`);
+      const network = (await leave(2)).split("/")[0] ?? "";
       await eventually("hosts 1 and 2 to drop the departed host's route", async () => {
         const a = await cluster.routes(0);
         const b = await cluster.routes(1);
@@ -112,9 +127,13 @@ for (const store of ["etcd2", "etcd", "consul", "nats", "sqlite"] as ClusterStor
     });
 
     test(`host-gw ${store} - a host whose lease is gone takes its subnet.env subnet again`, async () => {
-      // Continues the previous case: host 3 is stopped and its lease deleted (as after a 24 h outage).
       const subnet = cluster.subnetEnv(2).FLANNEL_SUBNET ?? "";
       expect(subnet).not.toBe("");
+      await leave(2);
+      await eventually("hosts 1 and 2 to drop the departed host's route", async () => {
+        const a = await cluster.routes(0);
+        return a.length === 1;
+      });
       cluster.startAgent(2);
       await eventually(
         "the agent to take the previous subnet",

@@ -2,9 +2,10 @@
 // etcd v3, weft on hosts 0–1 and the Go-built flanneld v0.28.9 on hosts 2–3, all on one L2 segment.
 // Each agent must program flannel.1 and the per-peer neighbour, FDB entry and onlink route from the
 // other's leases; then host 3 switches from flanneld to weft, taking over flanneld's device in place.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, test } from "bun:test";
 import { addContainer } from "../../src/demo/demo.ts";
-import { canUseNetns, type Netns } from "../../src/netns/netns.ts";
+import type { Netns } from "../../src/netns/netns.ts";
+import { describeNetns } from "../harness/netns.ts";
 import { Cluster, eventually } from "./cluster.ts";
 import { entries, type Vxlan, vxlanDevice } from "./fixtures/vxlan-state.ts";
 
@@ -76,7 +77,7 @@ async function ifindex(ns: Netns): Promise<number | undefined> {
   return (JSON.parse(r.stdout) as Array<{ ifindex: number }>)[0]?.ifindex;
 }
 
-describe.skipIf(!canUseNetns())("interop vxlan with flanneld v0.28.9", () => {
+describeNetns("interop vxlan with flanneld v0.28.9", () => {
   let cluster: Cluster;
   const containers: Array<{ ns: Netns; ip: string }> = [];
   /** Tests that ran to their end; every agent's log is printed when one did not. */

@@ -1,9 +1,9 @@
 // A rolling migration caught half way: seed 000 (host-gw, etcd v3, prefix /cluster.hostgw/network) on
 // one L2 segment with weft on hosts 0–1 and the Go-built flanneld v0.28.9 on hosts 2–3. Each agent
 // must see the others' leases, route to their subnets, and write leases the other can read.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, test } from "bun:test";
 import { addContainer } from "../../src/demo/demo.ts";
-import { canUseNetns } from "../../src/netns/netns.ts";
+import { describeNetns } from "../harness/netns.ts";
 import { Cluster, eventually, SEED_000_CONFIG } from "./cluster.ts";
 
 const HOSTS = 4;
@@ -17,7 +17,7 @@ function networkOf(flannelSubnet: string): string {
   return `${parts[0]}.${parts[1]}.${parts[2]}.${Number(parts[3]) - 1}/${len}`;
 }
 
-describe.skipIf(!canUseNetns())("interop with flanneld v0.28.9", () => {
+describeNetns("interop with flanneld v0.28.9", () => {
   let cluster: Cluster;
   /** Tests that ran to their end; every agent's log is printed when one did not. */
   let passed = 0;

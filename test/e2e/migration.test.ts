@@ -2,14 +2,14 @@
 // --ip-masq on host 1 of a host-gw cluster on etcd v3, containers pinging; stop flanneld, start weft.
 // The host keeps its subnet, its routes are replaced in place, flanneld's FLANNEL-* chains are gone,
 // and the containers never stop pinging. Also: switching EnableNFTables off removes `table ip weft`.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, test } from "bun:test";
 import { addContainer } from "../../src/demo/demo.ts";
-import { canUseNetns } from "../../src/netns/netns.ts";
+import { describeNetns } from "../harness/netns.ts";
 import { Cluster, eventually, SEED_000_CONFIG } from "./cluster.ts";
 
 type Container = Awaited<ReturnType<typeof addContainer>>;
 
-describe.skipIf(!canUseNetns())("migration from a running flanneld", () => {
+describeNetns("migration from a running flanneld", () => {
   let cluster: Cluster;
   const containers: Container[] = [];
   beforeAll(async () => {
@@ -69,7 +69,7 @@ describe.skipIf(!canUseNetns())("migration from a running flanneld", () => {
   }, 60_000);
 });
 
-describe.skipIf(!canUseNetns())("nftables mode through the agent", () => {
+describeNetns("nftables mode through the agent", () => {
   let cluster: Cluster;
   const containers: Container[] = [];
   const config = (nft: boolean) =>

@@ -1,8 +1,8 @@
 // What an operator sees: `weft plan` (changes nothing), /readyz and /metrics, and kernel-setting warnings.
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect } from "bun:test";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { canUseNetns } from "../../src/netns/netns.ts";
+import { netnsUsable, testNetns } from "../harness/netns.ts";
 import { Cluster, eventually, SEED_000_CONFIG } from "./cluster.ts";
 
 const MAIN = join(import.meta.dir, "..", "..", "src", "main.ts");
@@ -18,7 +18,7 @@ async function httpGet(i: number, path: string): Promise<{ status: number; body:
 }
 
 beforeAll(async () => {
-  if (!canUseNetns()) return;
+  if (!netnsUsable) return;
   cluster = await Cluster.start({ store: "sqlite", hosts: 3 });
   await cluster.writeConfig(SEED_000_CONFIG);
   cluster.startAgent(1);
@@ -28,7 +28,7 @@ afterAll(async () => {
   await cluster?.stop();
 }, 60_000);
 
-test.skipIf(!canUseNetns())(
+testNetns(
   "operator - weft plan prints the lease, routes and firewall it would install, and changes nothing",
   async () => {
     const ns = cluster.host(0).ns;
@@ -63,7 +63,7 @@ test.skipIf(!canUseNetns())(
   30_000,
 );
 
-test.skipIf(!canUseNetns())(
+testNetns(
   "operator - /readyz turns 200 once lease and first apply are done; /metrics says so",
   async () => {
     cluster.startAgent(0, ["--healthz-port=9471", "--healthz-ip=127.0.0.1"]);
@@ -98,7 +98,7 @@ test.skipIf(!canUseNetns())(
   30_000,
 );
 
-test.skipIf(!canUseNetns())(
+testNetns(
   "operator - ip_forward off is reported at start",
   async () => {
     await cluster.host(2).ns.sysctl("net.ipv4.ip_forward=0");
@@ -112,7 +112,7 @@ test.skipIf(!canUseNetns())(
   30_000,
 );
 
-test.skipIf(!canUseNetns())(
+testNetns(
   "operator - weft status shows the running agent's subnet, peers and routes",
   async () => {
     const args = [process.execPath, MAIN, "status", "--healthz-port=9471", "--healthz-ip=127.0.0.1"];

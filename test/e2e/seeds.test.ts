@@ -3,11 +3,11 @@
 // weft must say where the config is and how to fix it, and work once the hint is followed.
 // Seed 001 starts the agents first, with no interface flag (the default route's interface), and sets
 // the host-gw config with `etcdctl set` while they wait.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { canUseNetns } from "../../src/netns/netns.ts";
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { describeNetns } from "../harness/netns.ts";
 import { Cluster, eventually, SEED_000_CONFIG } from "./cluster.ts";
 
-describe.skipIf(!canUseNetns())("seed 000: config written with the etcd v2 API", () => {
+describeNetns("seed 000: config written with the etcd v2 API", () => {
   let cluster: Cluster;
   beforeAll(async () => {
     // An etcd with the v2 API on (etcd ≤ 3.5 `--enable-v2`), as the seed's etcd 3.4 lab has it; hosts
@@ -45,7 +45,7 @@ describe.skipIf(!canUseNetns())("seed 000: config written with the etcd v2 API",
   }, 30_000);
 });
 
-describe.skipIf(!canUseNetns())("seed 001: agents wait for the config, then pick it up", () => {
+describeNetns("seed 001: agents wait for the config, then pick it up", () => {
   let cluster: Cluster;
   beforeAll(async () => {
     // Hosts with a default route via 172.17.42.1, as the seed's `default via 10.10.10.1 dev eth0`.

@@ -1,10 +1,10 @@
 // The routed test topology itself (Cluster.start with `segments`): two L2 segments joined by a router,
 // the store on the router's segment-0 address, and what a host-gw agent makes of peers behind it.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { canUseNetns } from "../../src/netns/netns.ts";
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { describeNetns } from "../harness/netns.ts";
 import { Cluster, eventually, routerAddress, SEED_000_CONFIG, STORE_IP } from "./cluster.ts";
 
-describe.skipIf(!canUseNetns())("routed segments", () => {
+describeNetns("routed segments", () => {
   let cluster: Cluster;
   beforeAll(async () => {
     cluster = await Cluster.start({ store: "etcd", hosts: 3, segments: [2, 1] });

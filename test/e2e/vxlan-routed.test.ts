@@ -2,14 +2,14 @@
 // with `-iface=<the host's IP>`, --store=etcd2), with two hosts on one segment and a third behind a
 // router, where host-gw cannot reach; and DirectRouting, where hosts on one segment route directly
 // and only the one behind the router goes through VXLAN.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, test } from "bun:test";
 import { SEED_003_CONFIG } from "../../src/demo/demo.ts";
-import { canUseNetns } from "../../src/netns/netns.ts";
+import { describeNetns } from "../harness/netns.ts";
 import { Cluster, eventually } from "./cluster.ts";
 import { addContainers, type Container, pingAll } from "./fixtures/containers.ts";
 import { entries, vxlanDevice } from "./fixtures/vxlan-state.ts";
 
-describe.skipIf(!canUseNetns())("seed 003 on etcd v2, hosts on two segments", () => {
+describeNetns("seed 003 on etcd v2, hosts on two segments", () => {
   let cluster: Cluster;
   const containers: Container[] = [];
   const dev = "flannel.100";
@@ -104,7 +104,7 @@ describe.skipIf(!canUseNetns())("seed 003 on etcd v2, hosts on two segments", ()
   }, 60_000);
 });
 
-describe.skipIf(!canUseNetns())("vxlan DirectRouting", () => {
+describeNetns("vxlan DirectRouting", () => {
   let cluster: Cluster;
   const containers: Container[] = [];
   beforeAll(async () => {

@@ -2,11 +2,11 @@
 // 10.0.0.0/8) on three hosts with weft on SQLite — the device, its ARP/FDB/route entries against the
 // leases, containers pinging through UDP 8472, every kind of entry repaired, foreign entries left alone.
 // Seed 004 (etcd v3, prefix with a trailing slash, --ip-masq, then the switch to host-gw) is below.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, test } from "bun:test";
 import { join } from "node:path";
 import { addContainer, SEED_003_CONFIG } from "../../src/demo/demo.ts";
-import { canUseNetns } from "../../src/netns/netns.ts";
 import { openStore } from "../../stores/index.ts";
+import { describeNetns } from "../harness/netns.ts";
 import { Cluster, eventually } from "./cluster.ts";
 import { addContainers, pingAll } from "./fixtures/containers.ts";
 import { entries, vxlanDevice } from "./fixtures/vxlan-state.ts";
@@ -30,7 +30,7 @@ async function leases(
   }
 }
 
-describe.skipIf(!canUseNetns())("vxlan on sqlite (seed 003 config)", () => {
+describeNetns("vxlan on sqlite (seed 003 config)", () => {
   let cluster: Cluster;
   const dev = "flannel.100";
   beforeAll(async () => {
@@ -396,7 +396,7 @@ const seed004 = (type: string) => `{
    }
 }`;
 
-describe.skipIf(!canUseNetns())("seed 004 on etcd v3: vxlan, then host-gw", () => {
+describeNetns("seed 004 on etcd v3: vxlan, then host-gw", () => {
   let cluster: Cluster;
   const containers: Awaited<ReturnType<typeof addContainer>>[] = [];
   beforeAll(async () => {

@@ -10,18 +10,24 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePort, managedServer, type TestServer } from "./servers.ts";
+import { clientTls, freePort, managedServer, type ServerTls, type TestServer } from "./servers.ts";
 
 export interface ConsulServer extends TestServer {
   /** The consul binary that runs. */
   readonly binary: string;
-  /** The ACL management token when started with `acl: true` (send it as `X-Consul-Token`). */
+  /** The ACL management token when started with `acl` (send it as `X-Consul-Token`). */
   readonly managementToken: string | undefined;
 }
 
 export interface ConsulOptions {
-  /** Enables ACLs with default policy deny and a management token. */
-  readonly acl?: boolean;
+  /**
+   * Enables ACLs with default policy deny: `true` with a management token set in the config,
+   * `"bootstrap"` with none, the ACL system then bootstrapped over the API (`PUT /v1/acl/bootstrap`)
+   * once the server leads, as an operator does it.
+   */
+  readonly acl?: boolean | "bootstrap";
+  /** Serves the API over HTTPS only and requires a client certificate signed by the CA. */
+  readonly tls?: ServerTls;
 }
 
 const NODE = "weft-test";
@@ -46,9 +52,11 @@ export function consulBinary(): Promise<string> {
 export async function startConsul(options: ConsulOptions = {}): Promise<ConsulServer> {
   const binary = await consulBinary();
   const httpPort = freePort();
-  const endpoint = `http://127.0.0.1:${httpPort}`;
+  const tls = options.tls;
+  const endpoint = `${tls === undefined ? "http" : "https"}://127.0.0.1:${httpPort}`;
   const dataDir = mkdtempSync(join(tmpdir(), "weft-consul-"));
-  const managementToken = options.acl === true ? crypto.randomUUID() : undefined;
+  const bootstrap = options.acl === "bootstrap";
+  let managementToken: string | undefined = options.acl === true ? crypto.randomUUID() : undefined;
   const config = [
     "disable_update_check = true",
     // One raft timing unit instead of five: a restarted single server elects itself in about a second.
@@ -58,9 +66,25 @@ export async function startConsul(options: ConsulOptions = {}): Promise<ConsulSe
       : [
           `acl { enabled = true, default_policy = "deny", tokens { initial_management = "${managementToken}" } }`,
         ]),
+    ...(bootstrap ? ['acl { enabled = true, default_policy = "deny" }'] : []),
+    ...(tls === undefined
+      ? []
+      : [
+          `tls { defaults { ca_file = "${tls.caFile}", cert_file = "${tls.serverCert}", key_file = "${tls.serverKey}" }, https { verify_incoming = true } }`,
+        ]),
   ];
-  const headers: Record<string, string> =
+  const fetchTls = tls === undefined ? {} : clientTls(tls);
+  const headers = (): Record<string, string> =>
     managementToken === undefined ? {} : { "x-consul-token": managementToken };
+  /** Sessions need the agent's own node in the catalog, which comes shortly after the leader. */
+  const nodeKnown = async (signal: AbortSignal) => {
+    const node = await fetch(`${endpoint}/v1/catalog/node/${NODE}`, {
+      headers: headers(),
+      signal,
+      ...fetchTls,
+    });
+    return node.ok && (await node.json()) !== null;
+  };
   const server = managedServer({
     name: "consul",
     endpoint,
@@ -75,7 +99,7 @@ export async function startConsul(options: ConsulOptions = {}): Promise<ConsulSe
       "-advertise=127.0.0.1",
       "-client=127.0.0.1",
       `-data-dir=${dataDir}`,
-      `-http-port=${httpPort}`,
+      ...(tls === undefined ? [`-http-port=${httpPort}`] : ["-http-port=-1", `-https-port=${httpPort}`]),
       "-dns-port=-1",
       "-grpc-port=-1",
       "-grpc-tls-port=-1",
@@ -87,16 +111,40 @@ export async function startConsul(options: ConsulOptions = {}): Promise<ConsulSe
     ],
     async ready() {
       const signal = AbortSignal.timeout(1_000);
-      const leader = await fetch(`${endpoint}/v1/status/leader`, { signal });
+      const leader = await fetch(`${endpoint}/v1/status/leader`, { signal, ...fetchTls });
       if (!leader.ok || ((await leader.json()) as string) === "") return false;
-      const kv = await fetch(`${endpoint}/v1/kv/weft-ready-probe`, { headers, signal });
+      // Without a token yet, the anonymous token may read nothing: the leader is all there is to see.
+      if (bootstrap && managementToken === undefined) return true;
+      const kv = await fetch(`${endpoint}/v1/kv/weft-ready-probe`, {
+        headers: headers(),
+        signal,
+        ...fetchTls,
+      });
       await kv.arrayBuffer();
       if (kv.status !== 404 && kv.status !== 200) return false;
-      // Sessions need the agent's own node in the catalog, which comes shortly after the leader.
-      const node = await fetch(`${endpoint}/v1/catalog/node/${NODE}`, { headers, signal });
-      return node.ok && (await node.json()) !== null;
+      return nodeKnown(signal);
     },
   });
   await server.start();
+  if (bootstrap) {
+    // The ACL system comes up a moment after leadership: "ACL system must be bootstrapped" until then.
+    const deadline = Date.now() + 20_000;
+    let said = "";
+    while (
+      managementToken === undefined ||
+      !(await nodeKnown(AbortSignal.timeout(1_000)).catch(() => false))
+    ) {
+      if (Date.now() > deadline) {
+        await server.stop();
+        throw new Error(`consul: ACL bootstrap did not complete within 20 s: ${said}`);
+      }
+      if (managementToken === undefined) {
+        const res = await fetch(`${endpoint}/v1/acl/bootstrap`, { method: "PUT", ...fetchTls });
+        said = await res.text();
+        if (res.ok) managementToken = (JSON.parse(said) as { SecretID: string }).SecretID;
+      }
+      await Bun.sleep(100);
+    }
+  }
   return { ...server, binary, managementToken };
 }

@@ -13,7 +13,7 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePort, managedServer, type TestServer } from "./servers.ts";
+import { freePort, managedServer, type ServerTls, type TestServer } from "./servers.ts";
 
 export type NatsFlavour = "2.15" | "2.9";
 
@@ -58,8 +58,15 @@ async function binaryFor(flavour: NatsFlavour): Promise<string> {
   return DEBIAN_BINARY;
 }
 
-/** Starts a JetStream-enabled nats-server of the given flavour; stop it with `stop()`. */
-export async function startNats(options: { flavour: NatsFlavour; auth?: NatsAuth }): Promise<NatsServer> {
+/**
+ * Starts a JetStream-enabled nats-server of the given flavour; stop it with `stop()`. With `tls` the
+ * client port requires TLS and a client certificate signed by the CA (`--tlsverify`).
+ */
+export async function startNats(options: {
+  flavour: NatsFlavour;
+  auth?: NatsAuth;
+  tls?: ServerTls;
+}): Promise<NatsServer> {
   const binary = await binaryFor(options.flavour);
   const port = freePort();
   const monitorPort = freePort();
@@ -83,6 +90,18 @@ export async function startNats(options: { flavour: NatsFlavour; auth?: NatsAuth
     ...(auth.user === undefined ? [] : ["--user", auth.user]),
     ...(auth.pass === undefined ? [] : ["--pass", auth.pass]),
     ...(auth.token === undefined ? [] : ["--auth", auth.token]),
+    ...(options.tls === undefined
+      ? []
+      : [
+          "--tls",
+          "--tlscert",
+          options.tls.serverCert,
+          "--tlskey",
+          options.tls.serverKey,
+          "--tlscacert",
+          options.tls.caFile,
+          "--tlsverify",
+        ]),
   ];
   const server = managedServer({
     name: `nats-server ${options.flavour}`,

@@ -105,11 +105,30 @@ export interface EtcdServer extends TestServer {
   etcdctl(...args: string[]): Promise<string>;
 }
 
-/** Debian's etcd-server 3.4 on loopback; `enableV2` also serves the v2 keys API. */
-export async function startEtcd(options: { enableV2?: boolean } = {}): Promise<EtcdServer> {
+/** Client TLS files of a test server (see `tls.ts`): its CA, and a certificate and key it presents. */
+export interface ServerTls {
+  readonly caFile: string;
+  readonly serverCert: string;
+  readonly serverKey: string;
+  /** A client certificate the server accepts, for the harness's own requests. */
+  readonly clientCert: string;
+  readonly clientKey: string;
+}
+
+/** Bun's fetch `tls` option that presents the client certificate and trusts the test CA. */
+export function clientTls(tls: ServerTls): { tls: { ca: Blob; cert: Blob; key: Blob } } {
+  return { tls: { ca: Bun.file(tls.caFile), cert: Bun.file(tls.clientCert), key: Bun.file(tls.clientKey) } };
+}
+
+/**
+ * Debian's etcd-server 3.4 on loopback; `enableV2` also serves the v2 keys API. With `tls` it serves
+ * https:// only and requires a client certificate signed by the CA (`--client-cert-auth`).
+ */
+export async function startEtcd(options: { enableV2?: boolean; tls?: ServerTls } = {}): Promise<EtcdServer> {
   const clientPort = freePort();
   const peerPort = freePort();
-  const endpoint = `http://127.0.0.1:${clientPort}`;
+  const tls = options.tls;
+  const endpoint = `${tls === undefined ? "http" : "https"}://127.0.0.1:${clientPort}`;
   const peer = `http://127.0.0.1:${peerPort}`;
   const dataDir = mkdtempSync(join(tmpdir(), "weft-etcd-"));
   const server = managedServer({
@@ -127,9 +146,20 @@ export async function startEtcd(options: { enableV2?: boolean } = {}): Promise<E
       `--initial-cluster=weft-test=${peer}`,
       `--enable-v2=${options.enableV2 === true}`,
       "--log-level=warn",
+      ...(tls === undefined
+        ? []
+        : [
+            "--client-cert-auth",
+            `--trusted-ca-file=${tls.caFile}`,
+            `--cert-file=${tls.serverCert}`,
+            `--key-file=${tls.serverKey}`,
+          ]),
     ],
     async ready() {
-      const res = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(1_000) });
+      const res = await fetch(`${endpoint}/health`, {
+        signal: AbortSignal.timeout(1_000),
+        ...(tls === undefined ? {} : clientTls(tls)),
+      });
       return res.ok && ((await res.json()) as { health?: string }).health === "true";
     },
   });
@@ -137,7 +167,11 @@ export async function startEtcd(options: { enableV2?: boolean } = {}): Promise<E
   return {
     ...server,
     async etcdctl(...args: string[]) {
-      const p = Bun.spawn(["etcdctl", `--endpoints=${endpoint}`, ...args], {
+      const certs =
+        tls === undefined
+          ? []
+          : [`--cacert=${tls.caFile}`, `--cert=${tls.clientCert}`, `--key=${tls.clientKey}`];
+      const p = Bun.spawn(["etcdctl", `--endpoints=${endpoint}`, ...certs, ...args], {
         env: { ...process.env, ETCDCTL_API: "3" },
         stdout: "pipe",
         stderr: "pipe",

@@ -47,10 +47,24 @@ async function run(cmd: string[], env: Record<string, string> = {}): Promise<Run
   return { code, stdout, stderr };
 }
 
-/** `curl -fsSL <base>/install.sh | WEFT_BASE_URL=<base> WEFT_ROOT=<root> [WEFT_VERSION=v] sh -s -- args` */
+/**
+ * `curl -fsSL <base>/install.sh | WEFT_BASE_URL=<base> WEFT_ALLOW_HTTP=1 WEFT_ROOT=<root> [WEFT_VERSION=v] sh -s -- args`
+ * (the test server is plain http on 127.0.0.1, which the installer refuses without WEFT_ALLOW_HTTP=1).
+ */
 function curlPipe(root: string, args: string, version?: string): Promise<Run> {
-  const vars = `WEFT_BASE_URL=${base} WEFT_ROOT=${root}${version === undefined ? "" : ` WEFT_VERSION=${version}`}`;
+  const vars = `WEFT_BASE_URL=${base} WEFT_ALLOW_HTTP=1 WEFT_ROOT=${root}${version === undefined ? "" : ` WEFT_VERSION=${version}`}`;
   return run(["sh", "-c", `curl -fsSL ${base}/install.sh | ${vars} sh -s -- ${args}`]);
+}
+
+/**
+ * A root of its own with weft installed (`curl | sh` with STORE_FLAGS), so a case that needs an
+ * installed system does not depend on an earlier case having installed or uninstalled it.
+ */
+async function installedRoot(name: string): Promise<string> {
+  const root = join(tmp, name);
+  const r = await curlPipe(root, STORE_FLAGS);
+  if (r.code !== 0) throw new Error(`install into ${root} failed (${r.code}):\n${r.stderr}`);
+  return root;
 }
 
 function files(dir: string): string[] {
@@ -134,7 +148,7 @@ test("install - curl | sh installs the binary, the unit and the env file with th
 }, 60_000);
 
 test("install - a second run changes nothing", async () => {
-  const root = join(tmp, "root");
+  const root = await installedRoot("root-second");
   const before = [BIN, UNIT, ENV].map((f) => statSync(join(root, f)).mtimeMs);
   const env = readFileSync(join(root, ENV), "utf8");
   // Different flags on the second run: the existing env file must still not be overwritten.
@@ -187,6 +201,7 @@ test("install - an unknown architecture stops with a clear message and installs 
   const r = await run(["sh", installer, "--store=consul"], {
     PATH: `${shim}:${process.env.PATH ?? "/usr/bin:/bin"}`,
     WEFT_BASE_URL: base,
+    WEFT_ALLOW_HTTP: "1",
     WEFT_ROOT: root,
   });
   expect(r.code).not.toBe(0);
@@ -195,7 +210,7 @@ test("install - an unknown architecture stops with a clear message and installs 
 }, 60_000);
 
 test("install - systemd-analyze verify accepts the unit", async () => {
-  const root = join(tmp, "root");
+  const root = await installedRoot("root-verify");
   // verify checks that ExecStart's binary exists: point it at the installed copy under the root.
   const unit = readFileSync(join(root, UNIT), "utf8").replaceAll("/usr/local/bin/weft", join(root, BIN));
   const copy = join(tmp, "verify", "weft.service");
@@ -213,7 +228,7 @@ test("install - shellcheck passes on install.sh", async () => {
 }, 60_000);
 
 test("install - --uninstall removes the binary and the unit and keeps the env file", async () => {
-  const root = join(tmp, "root");
+  const root = await installedRoot("root-uninstall");
   const r = await curlPipe(root, "--uninstall");
   expect(r.code).toBe(0);
   expect(r.stderr).toContain(`weft-install: removed ${join(root, BIN)}`);
@@ -222,7 +237,7 @@ test("install - --uninstall removes the binary and the unit and keeps the env fi
 }, 60_000);
 
 test("install - --uninstall --purge removes the env file too", async () => {
-  const root = join(tmp, "root");
+  const root = await installedRoot("root-purge");
   const r = await curlPipe(root, "--uninstall --purge");
   expect(r.code).toBe(0);
   expect(r.stderr).toContain(`weft-install: removed ${join(root, ENV)}`);
@@ -253,7 +268,7 @@ test.skipIf(!canUnshare || existsSync("/usr/local/bin/weft") || existsSync("/etc
         mount -t overlay overlay -o "lowerdir=$d,upperdir=$o/upper,workdir=$o/work" "$d"
       done
       mkdir -p /run/systemd/system
-      export PATH="${stubs}:$PATH" WEFT_BASE_URL="${base}"
+      export PATH="${stubs}:$PATH" WEFT_BASE_URL="${base}" WEFT_ALLOW_HTTP=1
       echo "# first" >> "${calls}"
       curl -fsSL "${base}/install.sh" | sh -s -- ${STORE_FLAGS}
       /usr/local/bin/weft version

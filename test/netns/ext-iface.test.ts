@@ -4,20 +4,21 @@
 // choice (a fixture started inside the namespace) must equal what flanneld's rules pick, and, when the
 // Go-built flanneld is cached, what flanneld itself logs when run there against an etcd inside the same
 // namespace (backend "alloc": it only leases a subnet; it is stopped as soon as it has chosen).
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ExternalFlags } from "../../src/agent/ext-iface.ts";
 import { ADDR_LIFETIME_FOREVER, type Addr, IFA_F } from "../../src/netlink/types.ts";
-import { canUseNetns, Netns, uniqueName } from "../../src/netns/netns.ts";
+import { Netns, uniqueName } from "../../src/netns/netns.ts";
+import { describeNetns, netnsUsable } from "../harness/netns.ts";
 
 const BUN = process.execPath;
 const CHOOSE = join(import.meta.dir, "fixtures", "ext-iface-choose.ts");
 const FLANNELD = join(homedir(), ".cache", "weft-test-bin", "flanneld-v0.28.9", "flanneld");
 const ETCD_PORT = 23_790;
 
-const usable = canUseNetns();
+const usable = netnsUsable;
 if (!usable) console.warn("ext-iface netns tests skipped: they need root and `ip netns`");
 const haveFlanneld =
   usable && existsSync(FLANNELD) && Bun.which("etcd") !== null && Bun.which("etcdctl") !== null;
@@ -158,7 +159,7 @@ async function flanneldChoice(
   }
 }
 
-describe.skipIf(!usable)("ext-iface in a namespace", () => {
+describeNetns("ext-iface in a namespace", () => {
   let ns: Netns | undefined;
   const the = () => {
     if (ns === undefined) throw new TypeError("namespace not created");

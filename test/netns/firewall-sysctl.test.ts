@@ -2,12 +2,13 @@
  * The read-only sysctl check against a real namespace: /proc/sys is read through
  * `ip netns exec <ns> cat …`, because the test process itself sees the runner's own namespace.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { afterEach, expect, test } from "bun:test";
 import { FindingCode } from "../../src/firewall/findings.ts";
 import { checkSysctls, type SysctlReader } from "../../src/firewall/sysctl.ts";
-import { canUseNetns, Netns, uniqueName } from "../../src/netns/netns.ts";
+import { Netns, uniqueName } from "../../src/netns/netns.ts";
+import { describeNetns, netnsUsable } from "../harness/netns.ts";
 
-const usable = canUseNetns();
+const usable = netnsUsable;
 if (!usable)
   console.warn("firewall sysctl netns tests skipped: they need root and `ip netns` (network namespaces)");
 
@@ -15,7 +16,7 @@ function reader(ns: Netns): SysctlReader {
   return async (path) => (await ns.exec(["cat", path])).stdout;
 }
 
-describe.skipIf(!usable)("firewall sysctl in a namespace", () => {
+describeNetns("firewall sysctl in a namespace", () => {
   const cleanup: (() => Promise<void>)[] = [];
   afterEach(async () => {
     await Promise.all(cleanup.splice(0).map((f) => f()));

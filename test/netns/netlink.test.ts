@@ -2,10 +2,11 @@
 // process started inside a namespace this test creates (`ip netns exec <ns> bun <fixture>`); this
 // process, in the root namespace, only starts fixtures, reads what they print and runs `ip -n <ns>`.
 // Every namespace is removed in `finally`, whether the test passed or not.
-import { describe, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { join } from "node:path";
 import { RTPROT_WEFT } from "../../src/netlink/netlink.ts";
-import { canUseNetns, createSegment, type Host, type Netns } from "../../src/netns/netns.ts";
+import { createSegment, type Host, type Netns } from "../../src/netns/netns.ts";
+import { describeNetns, netnsUsable } from "../harness/netns.ts";
 
 const BUN = process.execPath;
 const STEPS = join(import.meta.dir, "fixtures", "netlink-steps.ts");
@@ -14,7 +15,7 @@ const ADDRESSES = ["172.31.77.1", "172.31.77.2"];
 const GATEWAY = "172.31.77.2";
 const PROTO = String(RTPROT_WEFT);
 
-const usable = canUseNetns();
+const usable = netnsUsable;
 if (!usable)
   console.warn("netlink netns tests skipped: they need root and `ip netns` (run the suite as root)");
 
@@ -66,7 +67,7 @@ interface BatchOut {
   readonly failures: { dst: string; errnoName: string; message: string }[];
 }
 
-describe.skipIf(!usable)("netlink in a namespace", () => {
+describeNetns("netlink in a namespace", () => {
   test("netlink - routeReplace of 1,000 routes: ip route show proto 77 lists exactly them", async () => {
     await withHost(async ({ ns }) => {
       const [replace, list] = (await steps(ns, [

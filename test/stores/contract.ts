@@ -225,15 +225,35 @@ export function runStoreContract(name: string, setup: () => Promise<ContractFixt
     test(
       `${name} - a renewed TTL key survives three times its TTL`,
       async () => {
-        const key = `${freshPrefix(name)}renewed`;
-        await a.create(key, "v", { ttlSeconds: 2 });
-        const until = Date.now() + 6_500;
-        while (Date.now() < until) {
-          await Bun.sleep(600);
-          const renewed = await a.renew(key);
-          expect(renewed.expires).toBe(true);
+        // Renewed every ~200 ms. Only a gap between two renewals as long as the TTL (a stalled
+        // machine, not the store) may lose the key: such a run proves nothing and is tried again.
+        const ttlMs = 2_000;
+        let outcome: { lost: unknown; maxGapMs: number; key: string } | undefined;
+        for (let attempt = 1; attempt <= 3; attempt++) {
+          const key = `${freshPrefix(name)}renewed`;
+          await a.create(key, "v", { ttlSeconds: ttlMs / 1000 });
+          let last = Date.now();
+          let maxGapMs = 0;
+          let lost: unknown;
+          const until = last + 3 * ttlMs + 500;
+          while (Date.now() < until && lost === undefined) {
+            await Bun.sleep(200);
+            const renewed = await a.renew(key).catch((err: unknown) => {
+              lost = err;
+            });
+            if (renewed !== undefined) expect(renewed.expires).toBe(true);
+            maxGapMs = Math.max(maxGapMs, Date.now() - last);
+            last = Date.now();
+          }
+          outcome = { lost, maxGapMs, key };
+          if (lost === undefined || maxGapMs < ttlMs) break;
         }
-        const got = await b.get(key);
+        if (outcome === undefined) throw new Error("no attempt ran");
+        expect({ lost: outcome.lost, maxGapMs: outcome.maxGapMs < ttlMs }).toEqual({
+          lost: undefined,
+          maxGapMs: true,
+        });
+        const got = await b.get(outcome.key);
         expect(got?.value).toBe("v");
         expect(got?.expires).toBe(true);
       },

@@ -15,6 +15,7 @@ import type { Store, WatchEvent } from "../../stores/store.ts";
 import { probe } from "./watch-probe.ts";
 
 const CHILD = join(import.meta.dir, "fixtures", "sqlite-child.ts");
+const READONLY = join(import.meta.dir, "fixtures", "sqlite-readonly.ts");
 let root: string;
 let unique = 0;
 const opened: Store[] = [];
@@ -290,19 +291,35 @@ describe("sqlite - files, history and lifecycle", () => {
     expect((asDir as Error).message).toContain(dirPath);
   });
 
-  test.skipIf(process.getuid?.() === 0)(
-    "sqlite - a read-only directory is UnavailableError naming the path",
-    async () => {
-      const dir = join(root, `ro-${++unique}`);
+  test("sqlite - a read-only directory is UnavailableError naming the path (as an unprivileged user)", async () => {
+    // Root writes through directory modes, so the store is opened by a child running as nobody
+    // (setpriv) when the suite runs as root; the directories on the way must be traversable for it.
+    const parent = mkdtempSync(join(tmpdir(), "weft-sqlite-ro-"));
+    try {
+      chmodSync(parent, 0o755);
+      const dir = join(parent, "ro");
       mkdirSync(dir);
-      chmodSync(dir, 0o500);
+      chmodSync(dir, 0o555);
       const path = join(dir, "weft.db");
-      const err = await rejection(open(path).get("/k"));
-      chmodSync(dir, 0o700);
-      expect(isStoreError(err, StoreErrorCode.Unavailable)).toBe(true);
-      expect((err as Error).message).toContain(path);
-    },
-  );
+      const asRoot = process.getuid?.() === 0;
+      const command = [process.execPath, READONLY, path];
+      const child = Bun.spawn(
+        asRoot ? ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", ...command] : command,
+        { stdout: "pipe", stderr: "pipe", env: { ...process.env, HOME: parent } },
+      );
+      const [out, errText, code] = await Promise.all([
+        new Response(child.stdout).text(),
+        new Response(child.stderr).text(),
+        child.exited,
+      ]);
+      expect({ code, errText }).toEqual({ code: 0, errText: "" });
+      const result = JSON.parse(out.trim()) as { error?: { code?: string; message?: string } };
+      expect(result.error?.code).toBe(StoreErrorCode.Unavailable);
+      expect(result.error?.message).toContain(path);
+    } finally {
+      rmSync(parent, { recursive: true, force: true });
+    }
+  });
 
   test("sqlite - keys with % and _ list exactly; values round-trip byte-exact", async () => {
     const store = open(freshDb());

@@ -5,6 +5,15 @@ import { encodeSockaddrUn, parseNotifyEnv, statusMessage, statusText } from "../
 
 const log = createLogger({ format: "text", level: "error" });
 
+/** Waits for `check`, failing after a bound generous enough for a loaded machine. */
+async function until(what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await Bun.sleep(5);
+  }
+}
+
 describe("systemd notify", () => {
   test("systemd - env without NOTIFY_SOCKET disables notification", () => {
     expect(parseNotifyEnv({}, 7)).toEqual({ socket: undefined, watchdogMs: undefined });
@@ -68,33 +77,48 @@ describe("systemd notify", () => {
   test("systemd - watchdog withholds WATCHDOG=1 while unhealthy", async () => {
     const sent: string[] = [];
     let healthy = false;
+    let checks = 0;
     const n = new Notifier({
       env: { NOTIFY_SOCKET: "@s", WATCHDOG_USEC: "20000" },
       pid: 1,
       log,
-      healthy: () => healthy,
+      healthy: () => {
+        checks++;
+        return healthy;
+      },
       send: (_s, m) => sent.push(m),
     });
-    n.startWatchdog();
-    await Bun.sleep(50);
-    expect(sent).toEqual([]);
-    healthy = true;
-    await Bun.sleep(50);
-    n.close();
-    expect(sent.filter((m) => m === "WATCHDOG=1").length).toBeGreaterThanOrEqual(2);
+    try {
+      n.startWatchdog();
+      // Three ticks asked and were told "unhealthy": none of them sent anything.
+      await until("three watchdog ticks", () => checks >= 3);
+      expect(sent).toEqual([]);
+      healthy = true;
+      await until("two WATCHDOG=1", () => sent.filter((m) => m === "WATCHDOG=1").length >= 2);
+      expect(new Set(sent)).toEqual(new Set(["WATCHDOG=1"]));
+    } finally {
+      n.close();
+    }
   });
 
   test("systemd - status throttle sends changes at most once per interval", async () => {
-    const sent: string[] = [];
-    const t = new StatusThrottle((s) => sent.push(s), 40);
-    t.update("a");
-    t.update("a");
-    t.update("b");
-    t.update("c");
-    expect(sent).toEqual(["a"]);
-    await Bun.sleep(80);
-    expect(sent).toEqual(["a", "c"]);
-    t.close();
+    const sent: { text: string; at: number }[] = [];
+    const t = new StatusThrottle((text) => sent.push({ text, at: Date.now() }), 100);
+    try {
+      // The calls carry their own clock, so a slow machine cannot spread them over the window.
+      const start = Date.now();
+      t.update("a", start);
+      t.update("a", start);
+      t.update("b", start + 1);
+      t.update("c", start + 2);
+      expect(sent.map((s) => s.text)).toEqual(["a"]);
+      // The last change inside the window goes out when the window ends, never before.
+      await until("the pending status", () => sent.length >= 2);
+      expect(sent.map((s) => s.text)).toEqual(["a", "c"]);
+      expect(sent[1]?.at ?? 0).toBeGreaterThanOrEqual(start + 95);
+    } finally {
+      t.close();
+    }
   });
 
   test("systemd - unix datagram socket delivers to a bound abstract address", async () => {

@@ -11,7 +11,7 @@ import type { Store } from "../../../stores/store.ts";
 import type { AgentFlags } from "../../config/flags.ts";
 import { parseNetworkConfig } from "../../config/network-config.ts";
 import { errorMessage, WeftError, WeftErrorCode } from "../../errors.ts";
-import { type Lease, parseLease, subnetsPrefix } from "../../lease/lease.ts";
+import { type Lease, type LeaseRules, parseLease, subnetsPrefix } from "../../lease/lease.ts";
 import { parseCidr } from "../../net/ipv4.ts";
 import { configKey, storeFromFlags, storeOptions } from "../store-from-flags.ts";
 import {
@@ -125,10 +125,14 @@ export async function readStore(flags: AgentFlags, timeoutMs = 5_000): Promise<S
     store = storeFromFlags(flags);
     const kv = await within(store.get(key), timeoutMs, `reading ${key}`);
     const config = await readConfig(store, flags, kv?.value, timeoutMs);
-    const network = config.kind === "valid" ? config.config.network : parseCidr("0.0.0.0/0");
+    const rules: LeaseRules = {
+      network: config.kind === "valid" ? config.config.network : parseCidr("0.0.0.0/0"),
+      subnetLen: config.kind === "valid" ? config.config.subnetLen : undefined,
+      subnets: subnetsPrefix(flags.etcdPrefix),
+    };
     const listed = await within(store.list(subnetsPrefix(flags.etcdPrefix)), timeoutMs, "listing the leases");
     const leases = listed.entries.flatMap((entry) => {
-      const parsed = parseLease(entry, network);
+      const parsed = parseLease(entry, rules);
       return parsed.ok ? [parsed.lease] : [];
     });
     return { key, reach: { ok: true }, config, leases };

@@ -22,15 +22,16 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-async function until(what: string, check: () => boolean): Promise<void> {
-  for (let i = 0; i < 500; i++) {
-    if (check()) return;
+/** Waits for `check`; the bound only ends a broken run, it is no speed requirement. */
+async function until(what: string, check: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await Bun.sleep(5);
   }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
-test("busyMs grows while a route apply hangs and is 0 once it finished", async () => {
+test("agent - busyMs grows while a route apply hangs and is 0 once it finished", async () => {
   const dir = mkdtempSync(join(tmpdir(), "weft-busy-"));
   dirs.push(dir);
   const store = openStore("sqlite", { endpoints: [join(dir, "weft.db")] });
@@ -120,4 +121,4 @@ test("busyMs grows while a route apply hangs and is 0 once it finished", async (
     await running;
     await store.close();
   }
-});
+}, 30_000);

@@ -12,7 +12,7 @@ function lease(subnet: string, publicIP: string, backendType = "host-gw"): Lease
       revision: 1n,
       expires: true,
     },
-    network,
+    { network: network, subnetLen: undefined, subnets: "/p/subnets/" },
   );
   if (!parsed.ok) throw new Error(parsed.reason);
   return parsed.lease;

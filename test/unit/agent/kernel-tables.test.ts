@@ -94,7 +94,7 @@ async function setup() {
         revision: 1n,
         expires: true,
       },
-      network,
+      { network: network, subnetLen: undefined, subnets: "/p/subnets/" },
     );
     if (!parsed.ok) throw new Error(parsed.reason);
     return parsed.lease;

@@ -1,14 +1,23 @@
 import { expect, test } from "bun:test";
-import { encodeLeaseValue, leaseKey, parseLease } from "../../../src/lease/lease.ts";
+import {
+  encodeLeaseValue,
+  type LeaseRules,
+  leaseKey,
+  parseLease,
+  withoutLargeValue,
+} from "../../../src/lease/lease.ts";
 import { parseCidr } from "../../../src/net/ipv4.ts";
 
-const network = parseCidr("10.5.0.0/16");
+const network: LeaseRules = { network: parseCidr("10.5.0.0/16"), subnetLen: 24, subnets: "/p/subnets/" };
 const kv = (key: string, value: string) => ({ key, value, revision: 7n, expires: true });
 
 test("lease - flanneld's host-gw value round-trips byte for byte", () => {
   const value = encodeLeaseValue({ publicIP: "10.0.0.5", backendType: "host-gw" });
   expect(value).toBe('{"PublicIP":"10.0.0.5","PublicIPv6":null,"BackendType":"host-gw"}');
-  const parsed = parseLease(kv("/coreos.com/network/subnets/10.5.52.0-24", value), network);
+  const parsed = parseLease(kv("/coreos.com/network/subnets/10.5.52.0-24", value), {
+    ...network,
+    subnets: "/coreos.com/network/subnets/",
+  });
   expect(parsed.ok && parsed.lease.subnetText).toBe("10.5.52.0/24");
   expect(parsed.ok && parsed.lease.publicIP).toBe("10.0.0.5");
 });
@@ -38,6 +47,14 @@ test("lease - garbage is rejected with the rule that failed", () => {
     ["/p/subnets/0.0.0.0-0", '{"PublicIP":"10.0.0.1"}', "default-route"],
     ["/p/subnets/10.5.1.1-24", '{"PublicIP":"10.0.0.1"}', "key"],
     ["/p/subnets/hello", '{"PublicIP":"10.0.0.1"}', "key"],
+    // Only leases of the config's SubnetLen, directly under <prefix>/subnets/, are routed.
+    ["/p/subnets/10.5.0.0-16", '{"PublicIP":"10.0.0.1"}', "subnet-len"],
+    ["/p/subnets/10.5.0.0-23", '{"PublicIP":"10.0.0.1"}', "subnet-len"],
+    ["/p/subnets/10.5.1.128-25", '{"PublicIP":"10.0.0.1"}', "subnet-len"],
+    ["/p/subnets/0/10.5.3.0-24", '{"PublicIP":"10.0.0.1"}', "key"],
+    ["/p/subnets//10.5.3.0-24", '{"PublicIP":"10.0.0.1"}', "key"],
+    ["/q/subnets/10.5.3.0-24", '{"PublicIP":"10.0.0.1"}', "key"],
+    ["/p/subnets/10.5.3.0-24", `{"PublicIP":"10.0.0.1","BackendData":"${"x".repeat(4096)}"}`, "size"],
   ];
   for (const [key, value, rule] of cases) {
     const parsed = parseLease(kv(key, value), network);
@@ -56,4 +73,21 @@ test("lease - keys are <prefix>/subnets/<a.b.c.d>-<len> with one slash", () => {
 
 test("lease - an unpublishable PublicIP is refused before it reaches the store", () => {
   expect(() => encodeLeaseValue({ publicIP: "eth0", backendType: "host-gw" })).toThrow(/PublicIP "eth0"/);
+});
+
+test("lease - a value over 4 KiB is rejected before it is parsed, and kept only as key and revision", () => {
+  const huge = `{"PublicIP":"10.0.0.1","BackendType":"host-gw","Pad":"${"é".repeat(2100)}"}`;
+  // 2,100 UTF-16 units but over 4,096 UTF-8 bytes: the limit is in bytes.
+  expect(huge.length).toBeLessThan(4096);
+  const parsed = parseLease(kv("/p/subnets/10.5.3.0-24", huge), network);
+  expect(parsed.ok ? "accepted" : parsed.rule).toBe("size");
+  expect(parsed.ok ? "" : parsed.reason).toContain("over the 4096-byte limit");
+  const kept = withoutLargeValue(kv("/p/subnets/10.5.3.0-24", huge));
+  expect(kept).toEqual({ key: "/p/subnets/10.5.3.0-24", value: "", revision: 7n, expires: true });
+  const small = kv("/p/subnets/10.5.3.0-24", '{"PublicIP":"10.0.0.1"}');
+  expect(withoutLargeValue(small)).toBe(small);
+  // Exactly 4,096 bytes is still a lease.
+  const edge = `{"PublicIP":"10.0.0.1","Pad":"${"x".repeat(4096 - 32)}"}`;
+  expect(Buffer.byteLength(edge)).toBe(4096);
+  expect(parseLease(kv("/p/subnets/10.5.3.0-24", edge), network).ok).toBe(true);
 });

@@ -34,6 +34,7 @@ function watcher(store: Store, onChange: (leases: ReadonlyMap<string, Lease>, ke
     store,
     prefix: PREFIX,
     network,
+    subnetLen: 24,
     log: quiet,
     metrics: new Metrics(),
     clock: systemClock,
@@ -176,7 +177,7 @@ test("watcher - the first fold reuses how the caller's list parsed, per key and 
   // A parse the watcher could not have produced from kv itself: it must come from the seed.
   const seeded = parseLease(
     { ...kv, value: JSON.stringify({ PublicIP: "192.168.9.9", BackendType: "host-gw" }) },
-    network,
+    { network, subnetLen: 24, subnets: PREFIX },
   );
   let seen: Lease | undefined;
   const stop = new AbortController();

@@ -19,7 +19,7 @@ function lease(subnet: string, value: unknown): Lease {
       revision: 1n,
       expires: true,
     },
-    network,
+    { network: network, subnetLen: undefined, subnets: "/p/subnets/" },
   );
   if (!parsed.ok) throw new Error(parsed.reason);
   return parsed.lease;

@@ -28,7 +28,7 @@ function lease(subnet: string, publicIP: string) {
       revision: 1n,
       expires: true,
     },
-    NETWORK,
+    { network: NETWORK, subnetLen: undefined, subnets: "/p/subnets/" },
   );
   if (!parsed.ok) throw new Error(parsed.reason);
   return parsed.lease;
