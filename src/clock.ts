@@ -1,4 +1,9 @@
-/** Time, injected so unit tests run on a fake clock and the agent on the real one. */
+import { systemStoreClock } from "../stores/runtime.ts";
+
+/**
+ * Time, injected so unit tests run on a fake clock and the agent on the real one. The stores' clock
+ * (`StoreClock`, stores/runtime.ts) has the same shape, so one clock serves both.
+ */
 export interface Clock {
   /** Milliseconds since the epoch. */
   now(): number;
@@ -6,19 +11,5 @@ export interface Clock {
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
 }
 
-export const systemClock: Clock = {
-  now: () => Date.now(),
-  sleep: (ms, signal) =>
-    new Promise((resolve) => {
-      if (signal?.aborted) return resolve();
-      const onAbort = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        signal?.removeEventListener("abort", onAbort);
-        resolve();
-      }, ms);
-      signal?.addEventListener("abort", onAbort, { once: true });
-    }),
-};
+/** `Date.now` and timers: the one real `sleep`, shared with the stores. */
+export const systemClock: Clock = systemStoreClock;

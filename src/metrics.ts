@@ -132,6 +132,10 @@ export class Metrics {
     "Full resyncs of the lease watch, by cause",
   );
   readonly firewallApplies = new Counter("weft_firewall_applies_total", "Firewall transactions, by result");
+  readonly storeConnected = new Gauge(
+    "weft_store_connected",
+    "1 while the store answers (probed every 5 s); 0 during an outage, when leases are not synced",
+  );
   readonly ready = new Gauge("weft_ready", "1 when the lease is held and the first full apply succeeded");
 
   render(): string {

@@ -1,5 +1,5 @@
-import { type Backoff, sleep } from "./backoff.ts";
 import { isStoreError, StoreErrorCode } from "./errors.ts";
+import type { Backoff } from "./runtime.ts";
 
 /**
  * A push-to-pull bridge: producers (a stream reader, a poll loop) push watch events, the consumer
@@ -126,7 +126,7 @@ export async function runWatchLoop<T>(
         }
         warn(err);
       }
-      await sleep(backoff.delay(), signal);
+      await backoff.wait(signal);
     }
   } finally {
     queue.end();

@@ -3,20 +3,23 @@
  * import side effect) so the compiled binary's contents are explicit.
  */
 
-import { ConsulStore } from "./consul.ts";
+import { consulDriver } from "./consul/driver.ts";
+import type { StoreDriver } from "./driver.ts";
 import { StoreError, StoreErrorCode } from "./errors.ts";
-import { Etcd2Store } from "./etcd2.ts";
-import { Etcd3Store } from "./etcd3/index.ts";
-import { NatsStore } from "./nats/index.ts";
-import { SqliteStore } from "./sqlite.ts";
+import { etcd2Driver } from "./etcd2/driver.ts";
+import { etcdDriver } from "./etcd3/driver.ts";
+import { natsDriver } from "./nats/driver.ts";
+import type { StoreRuntimeOptions } from "./runtime.ts";
+import { sqliteDriver } from "./sqlite/driver.ts";
 import { type Store, type StoreName, type StoreOptions, storeNames } from "./store.ts";
 
-const drivers: Record<StoreName, (options: StoreOptions) => Store> = {
-  etcd: (options) => new Etcd3Store(options),
-  etcd2: (options) => new Etcd2Store(options),
-  consul: (options) => new ConsulStore(options),
-  nats: (options) => new NatsStore(options),
-  sqlite: (options) => new SqliteStore(options),
+/** Every driver, by `--store` name. */
+export const storeDrivers: Readonly<Record<StoreName, StoreDriver>> = {
+  etcd: etcdDriver,
+  etcd2: etcd2Driver,
+  consul: consulDriver,
+  nats: natsDriver,
+  sqlite: sqliteDriver,
 };
 
 export function isStoreName(name: string): name is StoreName {
@@ -24,7 +27,7 @@ export function isStoreName(name: string): name is StoreName {
 }
 
 /** Opens the named store. No I/O happens until the first call. */
-export function openStore(name: string, options: StoreOptions): Store {
+export function openStore(name: string, options: StoreOptions, runtime?: StoreRuntimeOptions): Store {
   if (!isStoreName(name)) {
     throw new StoreError(
       StoreErrorCode.UnknownStore,
@@ -37,8 +40,9 @@ export function openStore(name: string, options: StoreOptions): Store {
       `the ${name} store needs at least one endpoint (--store-endpoints)`,
     );
   }
-  return drivers[name](options);
+  return storeDrivers[name].open(options, runtime);
 }
 
+export type { StoreConnectionUse, StoreDriver, StoreFlag } from "./driver.ts";
 export * from "./errors.ts";
 export * from "./store.ts";

@@ -34,6 +34,7 @@ import { type ExternalChange, ExternalFollower } from "./ext-follow.ts";
 import type { ExternalChoice } from "./ext-iface.ts";
 import { RefusalLog } from "./refusal-log.ts";
 import { type LastApply, lastApplyOf, SkipReporter, statusOf } from "./status.ts";
+import { StoreProbe } from "./store-probe.ts";
 import type { Wiring } from "./wiring.ts";
 
 /** Kernel change notifications (the netlink monitor, or a fake). */
@@ -69,6 +70,8 @@ export interface AgentOptions {
   readonly renewMarginSeconds: number;
   readonly firewallResyncSeconds: number;
   readonly routeResyncSeconds?: number;
+  /** How often the store's reachability is probed for /readyz (src/agent/store-probe.ts); default 5000. */
+  readonly storeProbeMs?: number;
   readonly log: Logger;
   readonly metrics: Metrics;
   readonly clock: Clock;
@@ -105,6 +108,7 @@ export class Agent implements StatusSource {
   /** The lease still names an old PublicIP or VTEP MAC: written again on the next device check. */
   #republish = false;
   readonly #refusals: RefusalLog;
+  readonly #probe: StoreProbe;
 
   constructor(options: AgentOptions) {
     this.#o = options;
@@ -148,6 +152,22 @@ export class Agent implements StatusSource {
     });
     this.#skips = new SkipReporter(options.log, options.metrics);
     this.#refusals = new RefusalLog(options.log, options.clock, options.metrics);
+    options.metrics.storeConnected.set(1);
+    this.#probe = new StoreProbe({
+      store: options.store,
+      key: `${options.prefix}/config`,
+      ownKey: () => this.#manager.lease?.key,
+      onOwnMissing: () => this.#ownLeaseMissing(),
+      intervalMs: options.storeProbeMs ?? 5_000,
+      clock: options.clock,
+      log: options.log,
+      onChange: (connected) => {
+        options.metrics.storeConnected.set(connected ? 1 : 0);
+        // Back from an outage: list now, not after the driver's reconnect backoff (up to seconds).
+        if (connected) this.#watcher.relist();
+        this.#updateReady();
+      },
+    });
   }
 
   /** Runs until `signal` aborts. Resolves when every loop has stopped; leaves the kernel as it is. */
@@ -189,6 +209,7 @@ export class Agent implements StatusSource {
         this.#watcher.run(signal, this.#manager.listed, this.#manager.listedParses),
         this.#loop.run(signal),
         this.#firewallLoop(signal),
+        this.#probe.run(signal),
         this.#manager.keep(
           signal,
           () => this.#leaseLost(),
@@ -212,6 +233,8 @@ export class Agent implements StatusSource {
   readiness(): Readiness {
     if (this.#manager.lease === undefined) return { ready: false, reason: "no subnet lease held" };
     if (!this.#watcher.synced) return { ready: false, reason: "leases not listed yet" };
+    if (!this.#probe.connected)
+      return { ready: false, reason: "store unreachable: leases not synced, routes kept as they were" };
     if (!this.#firewallOk) return { ready: false, reason: "firewall rules not applied yet" };
     if (!this.#firstApplyOk) return { ready: false, reason: "routes not applied yet" };
     return { ready: true, reason: "" };
@@ -380,25 +403,49 @@ export class Agent implements StatusSource {
     this.#recompute();
   }
 
+  /** Re-acquires the lost lease (the same subnet while free); one recovery at a time. */
+  async #recover(): Promise<void> {
+    this.#recovering = true;
+    try {
+      await this.#manager.recover(
+        this.#signal,
+        () => this.#leaseLost(),
+        (l) => this.#leaseAcquired(l),
+      );
+    } catch (err) {
+      this.#o.log.error("lease recovery failed", { error: err });
+    } finally {
+      this.#recovering = false;
+    }
+  }
+
+  /**
+   * The store answers but the own lease is gone and no watch said so: the store lost its data. The
+   * lease is re-created with the same subnet at once; the lease watch lists again after a grace of
+   * two probes, so peers (probing as often) have re-created theirs and their routes never go away.
+   */
+  #ownLeaseMissing(): void {
+    if (this.#recovering || this.#signal.aborted) return;
+    this.#o.log.warn(
+      "own lease missing from a store that answers (store emptied or restored?); re-creating it",
+      {
+        key: this.#manager.lease?.key,
+      },
+    );
+    void this.#recover().then(async () => {
+      await this.#o.clock.sleep(2 * (this.#o.storeProbeMs ?? 5_000), this.#signal);
+      if (!this.#signal.aborted) this.#watcher.relist();
+    });
+  }
+
   #leaseLost(): void {
     this.#o.metrics.ready.set(0);
   }
 
   #leasesChanged(leases: ReadonlyMap<string, Lease>, changedKey: string | undefined): void {
     this.#o.metrics.peers.set(Math.max(0, leases.size - 1));
-    if (this.#watcher.synced && !this.#recovering && this.#manager.lost(leases, this.#watcher.revision)) {
-      this.#recovering = true;
-      void this.#manager
-        .recover(
-          this.#signal,
-          () => this.#leaseLost(),
-          (l) => this.#leaseAcquired(l),
-        )
-        .catch((err: unknown) => this.#o.log.error("lease recovery failed", { error: err }))
-        .finally(() => {
-          this.#recovering = false;
-        });
-    }
+    if (this.#watcher.synced && !this.#recovering && this.#manager.lost(leases, this.#watcher.revision))
+      void this.#recover();
     if (changedKey === undefined) this.#recompute();
     else this.#recomputeOne(changedKey);
   }

@@ -80,6 +80,7 @@ export async function runAgent(
     },
   });
   notifier.startWatchdog();
+  notifier.startExtending();
   const statusLine = new StatusThrottle((text) => notifier.status(text));
   const stop = (signal: string) => {
     if (controller.signal.aborted) process.exit(0);

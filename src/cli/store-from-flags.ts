@@ -5,7 +5,7 @@
  */
 
 import { readFileSync } from "node:fs";
-import { isStoreName, openStore, storeNames } from "../../stores/index.ts";
+import { isStoreName, openStore, storeDrivers, storeNames } from "../../stores/index.ts";
 import type { Store, StoreOptions } from "../../stores/store.ts";
 import { withoutUserinfo } from "../../stores/tls.ts";
 import type { AgentFlags } from "../config/flags.ts";
@@ -26,28 +26,30 @@ export function storeFromFlags(flags: AgentFlags, log?: Logger): Store {
 
 /**
  * The endpoints, credentials and TLS files the flags give for their store, and only those its driver
- * uses (the rest is warned about by `parseFlags`): TLS files for every store but sqlite (a client
- * certificate only when both --etcd-certfile and --etcd-keyfile are given), --etcd-username/password
- * for etcd, etcd2 and nats, --consul-token for consul, --nats-creds for nats.
+ * declares it uses (the rest is warned about by `parseFlags`): a client certificate only when both
+ * --etcd-certfile and --etcd-keyfile are given.
  */
 export function storeOptions(flags: AgentFlags, log?: Logger): StoreOptions {
-  const store = flags.store;
+  const driver = storeDrivers[flags.store];
+  const reads = (flag: string) => driver.flags.some((f) => f.name === flag);
   const pair = flags.etcdCertfile !== "" && flags.etcdKeyfile !== "";
   const tls =
-    store !== "sqlite" && (pair || flags.etcdCafile !== "")
+    driver.uses.tls && (pair || flags.etcdCafile !== "")
       ? {
           ...(pair ? { certFile: flags.etcdCertfile, keyFile: flags.etcdKeyfile } : {}),
           ...(flags.etcdCafile === "" ? {} : { caFile: flags.etcdCafile }),
         }
       : undefined;
-  const basic = store === "etcd" || store === "etcd2" || store === "nats";
+  const basic = driver.uses.userPassword;
   return {
     endpoints: flags.storeEndpoints,
     username: basic && flags.etcdUsername !== "" ? flags.etcdUsername : undefined,
     password: basic && flags.etcdPassword !== "" ? flags.etcdPassword : undefined,
     // --consul-token (or Consul's own CONSUL_HTTP_TOKEN) is for Consul only; NATS reads NATS_TOKEN.
-    token: store === "consul" ? flags.consulToken || process.env.CONSUL_HTTP_TOKEN || undefined : undefined,
-    credsFile: store === "nats" && flags.natsCreds !== "" ? flags.natsCreds : undefined,
+    token: reads("consul-token")
+      ? flags.consulToken || process.env.CONSUL_HTTP_TOKEN || undefined
+      : undefined,
+    credsFile: reads("nats-creds") && flags.natsCreds !== "" ? flags.natsCreds : undefined,
     tls,
     logger: log,
   };

@@ -4,6 +4,9 @@
  * weft refuses or ignores. The table drives both the parser and `weft --help`.
  */
 
+import { type StoreFlag, storeDrivers } from "../../stores/index.ts";
+import { storeNames } from "../../stores/store.ts";
+
 /** How a flag takes its value (Go's flag package semantics). */
 export type FlagKind =
   /** `--name=value` or `--name value`. */
@@ -52,6 +55,29 @@ export interface UnsupportedFlagSpec {
 }
 
 const GLOG_REASON = "glog's file logging, taken by older flanneld releases; weft always logs to stderr";
+
+/** Each store's default `--store-endpoints`, as its driver declares it. */
+function defaultEndpointsHelp(): string {
+  const fromEtcd = storeNames.filter((name) => storeDrivers[name].defaultEndpoint === undefined);
+  const own = storeNames.flatMap((name) => {
+    const endpoint = storeDrivers[name].defaultEndpoint;
+    return endpoint === undefined ? [] : [`${endpoint} for ${name}`];
+  });
+  return [...(fromEtcd.length > 0 ? [`--etcd-endpoints for ${fromEtcd.join("/")}`] : []), ...own].join(", ");
+}
+
+/** A flag one store's driver declares as its own: a string, empty by default. */
+function driverFlag(flag: StoreFlag): FlagSpec {
+  return {
+    name: flag.name,
+    kind: "string",
+    origin: "weft",
+    defaultValue: "",
+    ...(flag.valueName === undefined ? {} : { valueName: flag.valueName }),
+    help: flag.help,
+    ...(flag.secret === true ? { secret: true } : {}),
+  };
+}
 
 const DEFAULT_ETCD_ENDPOINTS = "http://127.0.0.1:4001,http://127.0.0.1:2379";
 
@@ -232,7 +258,7 @@ export const FLAGS: readonly FlagSpec[] = [
     kind: "string",
     origin: "weft",
     defaultValue: "etcd",
-    valueName: "<etcd|etcd2|consul|nats|sqlite>",
+    valueName: `<${storeNames.join("|")}>`,
     help: "the key-value store holding the network config and the leases (etcd = etcd v3, as flanneld)",
   },
   {
@@ -241,24 +267,9 @@ export const FLAGS: readonly FlagSpec[] = [
     origin: "weft",
     defaultValue: "",
     valueName: "<list>",
-    help: "comma-separated store endpoints (default: --etcd-endpoints for etcd/etcd2, http://127.0.0.1:8500 for consul, nats://127.0.0.1:4222 for nats, /var/lib/weft/weft.db for sqlite)",
+    help: `comma-separated store endpoints (default: ${defaultEndpointsHelp()})`,
   },
-  {
-    name: "consul-token",
-    kind: "string",
-    origin: "weft",
-    defaultValue: "",
-    help: "Consul ACL token",
-    secret: true,
-  },
-  {
-    name: "nats-creds",
-    kind: "string",
-    origin: "weft",
-    defaultValue: "",
-    valueName: "<file>",
-    help: "NATS credentials file",
-  },
+  ...storeNames.flatMap((name) => storeDrivers[name].flags.map(driverFlag)),
   {
     name: "dry-run",
     kind: "bool",

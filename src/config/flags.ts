@@ -11,6 +11,8 @@
  */
 
 import { isIP } from "node:net";
+import { storeDrivers } from "../../stores/index.ts";
+import { storeNames } from "../../stores/store.ts";
 import { errorMessage, isWeftError, WeftError, WeftErrorCode } from "../errors.ts";
 import { tryParseIpv4 } from "../net/ipv4.ts";
 import { readEtcdEndpoints } from "./etcd-endpoints.ts";
@@ -20,19 +22,12 @@ import { type FlagSource, goRegExp, parseGoBool, type RawFlags, readRawFlags } f
 export { FLAGS, formatHelp, UNSUPPORTED_FLAGS } from "./flag-table.ts";
 export type { FlagSource } from "./go-flags.ts";
 
-/** The stores weft can use. */
-export const STORE_KINDS = ["etcd", "etcd2", "consul", "nats", "sqlite"] as const;
+/** The stores weft can use: one driver each in stores/ (see `storeDrivers`). */
+export const STORE_KINDS = storeNames;
 export type StoreKind = (typeof STORE_KINDS)[number];
 
 export const LOG_FORMATS = ["text", "json"] as const;
 export type LogFormat = (typeof LOG_FORMATS)[number];
-
-/** Default `--store-endpoints` of the stores that do not use `--etcd-endpoints`. */
-export const DEFAULT_STORE_ENDPOINTS: Readonly<Record<"consul" | "nats" | "sqlite", string>> = {
-  consul: "http://127.0.0.1:8500",
-  nats: "nats://127.0.0.1:4222",
-  sqlite: "/var/lib/weft/weft.db",
-};
 
 /** Every setting of the agent from flags and environment, converted and checked. */
 export interface AgentFlags {
@@ -245,7 +240,8 @@ function build(r: FlagReader, help: boolean): AgentFlags {
   const etcdKeyfile = r.text("etcd-keyfile");
   const etcdCertfile = r.text("etcd-certfile");
   const clientCert = etcdKeyfile !== "" && etcdCertfile !== "";
-  const isEtcd = store === "etcd" || store === "etcd2";
+  const driver = storeDrivers[store];
+  const isEtcd = driver.endpoints === "etcd-urls";
   const etcdEndpoints = r.checked("etcd-endpoints", () => {
     const list = r.commaList("etcd-endpoints", r.text("etcd-endpoints"), "URLs");
     return isEtcd ? etcdEndpointList(r, "etcd-endpoints", list, clientCert) : list;
@@ -275,7 +271,7 @@ function build(r: FlagReader, help: boolean): AgentFlags {
     return value;
   });
 
-  if ((etcdKeyfile === "") !== (etcdCertfile === "") && store !== "sqlite") {
+  if ((etcdKeyfile === "") !== (etcdCertfile === "") && driver.uses.tls) {
     warnings.push(
       `a TLS client certificate needs both --etcd-keyfile and --etcd-certfile; connecting to ${store} without a client certificate`,
     );
@@ -357,14 +353,15 @@ function storeEndpoints(
   clientCert: boolean,
 ): readonly string[] {
   const given = r.text("store-endpoints");
-  if (store === "sqlite") {
-    const path = given === "" ? DEFAULT_STORE_ENDPOINTS.sqlite : given;
+  const driver = storeDrivers[store];
+  if (driver.endpoints === "file") {
+    const path = given === "" ? (driver.defaultEndpoint ?? "") : given;
     if (path.includes(","))
-      throw r.fail("store-endpoints", given, "--store=sqlite takes one database file path");
+      throw r.fail("store-endpoints", given, `--store=${store} takes one database file path`);
     return [path];
   }
-  const isEtcd = store === "etcd" || store === "etcd2";
-  if (given === "") return isEtcd ? etcdEndpoints : [DEFAULT_STORE_ENDPOINTS[store]];
+  const isEtcd = driver.endpoints === "etcd-urls";
+  if (given === "") return driver.defaultEndpoint === undefined ? etcdEndpoints : [driver.defaultEndpoint];
   const list = r.commaList("store-endpoints", given, "URLs");
   const endpoints = isEtcd ? etcdEndpointList(r, "store-endpoints", list, clientCert) : list;
   if (isEtcd && r.given("etcd-endpoints") && endpoints.join(",") !== etcdEndpoints.join(",")) {
@@ -376,21 +373,18 @@ function storeEndpoints(
 }
 
 /**
- * Warns about credential flags the chosen store's driver does not use; what each driver uses is
- * `storeOptions` (src/cli/store-from-flags.ts): TLS files on every store but sqlite, the etcd
- * username and password on etcd, etcd2 and nats (the NATS user), the token on consul only.
+ * Warns about credential flags the chosen store's driver does not use, as its driver declares them
+ * (`StoreDriver.uses` and `.flags`); `storeOptions` (src/cli/store-from-flags.ts) passes the rest.
  */
 function warnOnForeignStoreFlags(r: FlagReader, store: StoreKind, warnings: string[]): void {
-  const tls = store !== "sqlite";
-  const basic = store === "etcd" || store === "etcd2" || store === "nats";
-  const owners: readonly [string, boolean][] = [
-    ["etcd-keyfile", tls],
-    ["etcd-certfile", tls],
-    ["etcd-cafile", tls],
-    ["etcd-username", basic],
-    ["etcd-password", basic],
-    ["consul-token", store === "consul"],
-    ["nats-creds", store === "nats"],
+  const { uses } = storeDrivers[store];
+  const owners: readonly (readonly [string, boolean])[] = [
+    ["etcd-keyfile", uses.tls],
+    ["etcd-certfile", uses.tls],
+    ["etcd-cafile", uses.tls],
+    ["etcd-username", uses.userPassword],
+    ["etcd-password", uses.userPassword],
+    ...STORE_KINDS.flatMap((name) => storeDrivers[name].flags.map((f) => [f.name, name === store] as const)),
   ];
   for (const [name, used] of owners) {
     if (!used && r.given(name)) warnings.push(`--${name} is ignored with --store=${store}`);

@@ -1,7 +1,7 @@
 /**
  * The lease watcher: one list of `<prefix>/subnets/`, then one watch from that revision, folded into
  * the current set of valid leases (own lease included). Resync snapshots replace the set (mark and
- * sweep). Consumers get the whole set on every change — level-triggered, so a missed or coalesced
+ * sweep), except a list from a history that went backwards (see `#fold`). Consumers get the whole set on every change — level-triggered, so a missed or coalesced
  * event can never leave them with a partial picture — plus the one key that changed, when only one
  * did, so they can update in O(1) instead of recomputing from the whole set.
  *
@@ -67,6 +67,7 @@ export class LeaseWatcher {
   readonly #tooLarge = new Map<string, { revision: Revision; result: LeaseParse }>();
   #synced = false;
   #revision: Revision = 0n;
+  #restart: AbortController | undefined;
   readonly #rules: LeaseRules;
 
   constructor(options: LeaseWatcherOptions) {
@@ -107,13 +108,16 @@ export class LeaseWatcher {
     let backoff = 100;
     let snapshot = initial;
     while (!signal.aborted) {
+      const restart = new AbortController();
+      this.#restart = restart;
       try {
         const revision = snapshot === undefined ? await this.#list() : this.#fold(snapshot);
         snapshot = undefined;
         backoff = 100;
-        await this.#watch(revision, signal);
+        await this.#watch(revision, AbortSignal.any([signal, restart.signal]));
       } catch (err) {
         if (signal.aborted) return;
+        if (restart.signal.aborted) continue;
         const code = isStoreError(err) ? err.code : "UNKNOWN";
         this.#o.metrics.storeErrors.inc({ op: "watch", code });
         this.#o.log.warn("lease watch failed; listing again", { error: err, retryMs: backoff });
@@ -123,12 +127,31 @@ export class LeaseWatcher {
     }
   }
 
+  /**
+   * Ends the current watch and lists again: for a store whose history went backwards (restored or
+   * restarted empty), where a watch from the old revision would wait for revisions that never come.
+   */
+  relist(): void {
+    this.#restart?.abort();
+  }
+
   async #list(): Promise<Revision> {
     return this.#fold(await this.#o.store.list(this.#o.prefix));
   }
 
   #fold({ entries, revision }: ListResult): Revision {
-    this.#clear();
+    // A store whose history went backwards (restarted empty, restored from a backup) lists fewer leases
+    // than exist while their agents re-create them: such a list only adds, the next one replaces.
+    const backwards = this.#synced && revision < this.#revision;
+    if (backwards)
+      this.#o.log.warn(
+        "the store's revision went backwards (emptied or restored?); keeping known leases until the next listing",
+        {
+          revision: String(revision),
+          seen: String(this.#revision),
+        },
+      );
+    else this.#clear();
     for (const kv of entries) this.#admit(kv);
     this.#synced = true;
     this.#revision = revision;

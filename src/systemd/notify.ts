@@ -4,7 +4,13 @@
  * never stops the agent: systemd's bookkeeping must not take the data path down.
  */
 import type { Logger } from "../log.ts";
-import { NotifyMessage, parseNotifyEnv, statusMessage } from "./protocol.ts";
+import {
+  extendIntervalMs,
+  extendTimeoutMessage,
+  NotifyMessage,
+  parseNotifyEnv,
+  statusMessage,
+} from "./protocol.ts";
 import { UnixDatagramSocket } from "./unix-dgram.ts";
 
 export interface NotifierOptions {
@@ -23,6 +29,7 @@ export class Notifier {
   readonly #o: NotifierOptions;
   #dgram: UnixDatagramSocket | undefined;
   #timer: ReturnType<typeof setInterval> | undefined;
+  #extendTimer: ReturnType<typeof setInterval> | undefined;
   #failed = false;
   #readySent = false;
 
@@ -42,10 +49,11 @@ export class Notifier {
     return this.#watchdogMs;
   }
 
-  /** READY=1, at most once per process. */
+  /** READY=1, at most once per process; ends the start-timeout extensions. */
   ready(): void {
     if (this.#readySent) return;
     this.#readySent = true;
+    this.#stopExtending();
     this.#send(NotifyMessage.ready);
   }
 
@@ -59,6 +67,7 @@ export class Notifier {
 
   stopping(): void {
     this.stopWatchdog();
+    this.#stopExtending();
     this.#send(NotifyMessage.stopping);
   }
 
@@ -74,6 +83,24 @@ export class Notifier {
     this.#timer.unref?.();
   }
 
+  /**
+   * Until READY=1: `EXTEND_TIMEOUT_USEC=` now and every interval (see `extendIntervalMs`), so an agent
+   * waiting for its store or network config is not killed by TimeoutStartSec and restarted in a loop.
+   */
+  startExtending(): void {
+    if (this.#socket === undefined || this.#readySent || this.#extendTimer !== undefined) return;
+    const interval = extendIntervalMs(this.#o.env);
+    const tick = () => this.#send(extendTimeoutMessage(3 * interval));
+    tick();
+    this.#extendTimer = setInterval(tick, interval);
+    this.#extendTimer.unref?.();
+  }
+
+  #stopExtending(): void {
+    if (this.#extendTimer !== undefined) clearInterval(this.#extendTimer);
+    this.#extendTimer = undefined;
+  }
+
   stopWatchdog(): void {
     if (this.#timer !== undefined) clearInterval(this.#timer);
     this.#timer = undefined;
@@ -81,6 +108,7 @@ export class Notifier {
 
   close(): void {
     this.stopWatchdog();
+    this.#stopExtending();
     this.#dgram?.close();
     this.#dgram = undefined;
   }

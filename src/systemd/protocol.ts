@@ -35,6 +35,22 @@ export const NotifyMessage = {
   stopping: "STOPPING=1",
 } as const;
 
+/**
+ * How often a starting agent asks systemd for more start time (`EXTEND_TIMEOUT_USEC=`), in ms: 30 s,
+ * or `WEFT_NOTIFY_EXTEND_MS` (a positive integer; tests shorten it). Each message asks for three
+ * intervals, so one lost datagram never lets TimeoutStartSec (systemd's default 90 s) expire.
+ */
+export function extendIntervalMs(env: Record<string, string | undefined>): number {
+  const text = env.WEFT_NOTIFY_EXTEND_MS;
+  if (text !== undefined && /^[0-9]+$/.test(text) && Number(text) > 0) return Number(text);
+  return 30_000;
+}
+
+/** `EXTEND_TIMEOUT_USEC=<µs>`: systemd extends the start timeout to that much from now. */
+export function extendTimeoutMessage(ms: number): string {
+  return `EXTEND_TIMEOUT_USEC=${Math.round(ms * 1000)}`;
+}
+
 /** `STATUS=<text>`; newlines would start a new assignment, so they become spaces. */
 export function statusMessage(text: string): string {
   return `STATUS=${text.replace(/[\r\n]+/g, " ")}`;

@@ -5,7 +5,6 @@
  * lease keepalive, and expiry arrives as a DELETE event whose lease is gone.
  */
 import {
-  ClosedError,
   ConflictError,
   isStoreError,
   KeyExistsError,
@@ -14,6 +13,7 @@ import {
   StoreErrorCode,
 } from "../errors.ts";
 import { type HttpAnswer, HttpEndpoints, type HttpStream } from "../http.ts";
+import { StoreLifecycle, type StoreRuntimeOptions } from "../runtime.ts";
 import type {
   Capabilities,
   CreateOptions,
@@ -109,13 +109,13 @@ export class Etcd3Store implements Store {
   readonly #username: string | undefined;
   readonly #password: string;
   readonly #logger: StoreLogger | undefined;
-  readonly #closer = new AbortController();
+  readonly #life: StoreLifecycle;
   readonly #leases = new LeaseBook();
-  readonly #watches = new Set<Promise<void>>();
   #token: Promise<string | undefined> | undefined;
   #tokenValue: string | undefined;
 
-  constructor(options: StoreOptions) {
+  constructor(options: StoreOptions, runtime: StoreRuntimeOptions = {}) {
+    this.#life = new StoreLifecycle("etcd", runtime.clock);
     this.#http = new HttpEndpoints(options);
     this.#username = options.username === "" ? undefined : options.username;
     this.#password = options.password ?? "";
@@ -130,7 +130,7 @@ export class Etcd3Store implements Store {
   }
 
   list(prefix: string): Promise<ListResult> {
-    return this.#list(prefix, this.#closer.signal);
+    return this.#list(prefix, this.#life.signal);
   }
 
   async create(key: string, value: string, options: CreateOptions = {}): Promise<KeyValue> {
@@ -224,7 +224,8 @@ export class Etcd3Store implements Store {
   watch(prefix: string, options: WatchOptions): AsyncIterable<WatchEvent> {
     return watchPrefix(
       {
-        storeSignal: this.#closer.signal,
+        storeSignal: this.#life.signal,
+        clock: this.#life.clock,
         logger: this.#logger,
         idleTimeoutMs: WATCH_IDLE_TIMEOUT_MS,
         list: (p, signal) => this.#list(p, signal),
@@ -234,24 +235,19 @@ export class Etcd3Store implements Store {
         timeToLive: async (id, signal) =>
           (await this.#call("/v3/lease/timetolive", timeToLiveRequest(id, false), decodeTimeToLive, signal))
             .answer.ttlSeconds,
-        track: (producer) => {
-          this.#watches.add(producer);
-          void producer.finally(() => this.#watches.delete(producer));
-        },
+        track: (producer) => this.#life.track(producer),
       },
       prefix,
       options,
     );
   }
 
-  async close(): Promise<void> {
-    if (!this.#closer.signal.aborted) {
-      this.#closer.abort();
+  close(): Promise<void> {
+    return this.#life.close(() => {
       this.#leases.clear();
       this.#token = undefined;
       this.#tokenValue = undefined;
-    }
-    await Promise.allSettled([...this.#watches]);
+    });
   }
 
   async #list(prefix: string, signal: AbortSignal): Promise<ListResult> {
@@ -268,7 +264,7 @@ export class Etcd3Store implements Store {
   /** Revokes a lease this client no longer needs; a failure only leaves it to expire by itself. */
   async #revokeQuietly(id: bigint): Promise<void> {
     this.#leases.forget(id);
-    if (this.#closer.signal.aborted) return;
+    if (this.#life.closed) return;
     try {
       await this.#call("/v3/lease/revoke", leaseRequest(id), () => undefined);
     } catch (err) {
@@ -303,7 +299,7 @@ export class Etcd3Store implements Store {
     path: string,
     body: Record<string, unknown>,
     decode: (json: unknown, where: Where) => T,
-    signal: AbortSignal = this.#closer.signal,
+    signal: AbortSignal = this.#life.signal,
   ): Promise<{ answer: T; endpoint: string }> {
     const payload = JSON.stringify(body);
     for (let attempt = 0; ; attempt++) {
@@ -378,7 +374,7 @@ export class Etcd3Store implements Store {
       method: "POST",
       path,
       body: JSON.stringify(authenticateRequest(username, this.#password)),
-      signal: this.#closer.signal,
+      signal: this.#life.signal,
     });
     const where = `${answer.endpoint}${path}`;
     const json = parseJson(answer.body, where);
@@ -408,7 +404,7 @@ export class Etcd3Store implements Store {
   }
 
   #checkOpen(): void {
-    if (this.#closer.signal.aborted) throw new ClosedError("etcd");
+    this.#life.assertOpen();
   }
 }
 

@@ -5,10 +5,11 @@
  * exactly once: a message's lease lookups all finish before any of its events is queued, and a
  * message that fails half way is received again after the reconnect.
  */
-import { Backoff } from "../backoff.ts";
+
 import { ClosedError, StoreError, StoreErrorCode, UnavailableError } from "../errors.ts";
 import { type EventQueue, produceEvents, runWatchLoop } from "../event-queue.ts";
 import type { HttpStream } from "../http.ts";
+import { Backoff, type StoreClock } from "../runtime.ts";
 import type { ListResult, Revision, StoreLogger, WatchEvent, WatchOptions } from "../store.ts";
 import {
   decodeGatewayError,
@@ -24,6 +25,8 @@ import { decodeWatchMessage, type EtcdEvent, JsonObjectSplitter, type WatchMessa
 export interface WatchDeps {
   /** Aborted when the store closes. */
   readonly storeSignal: AbortSignal;
+  /** The store's clock, which retries wait on (default: the system clock). */
+  readonly clock?: StoreClock | undefined;
   readonly logger: StoreLogger | undefined;
   /**
    * A stream silent this long is presumed dead (a half-open connection ends no read) and reopened.
@@ -62,7 +65,7 @@ class PrefixWatch {
   readonly #prefix: string;
   readonly #queue: EventQueue<WatchEvent>;
   readonly #signal: AbortSignal;
-  readonly #backoff = new Backoff(100, 5_000);
+  readonly #backoff: Backoff;
   /** Every change up to this revision has been delivered (or is known not to exist). */
   #last: Revision;
   #mustResync = false;
@@ -78,6 +81,7 @@ class PrefixWatch {
     signal: AbortSignal,
   ) {
     this.#deps = deps;
+    this.#backoff = new Backoff(100, 5_000, deps.clock);
     this.#prefix = prefix;
     this.#last = after;
     this.#details = details;

@@ -11,8 +11,8 @@
 import { readFileSync } from "node:fs";
 import type { JetStreamClient, JetStreamManager, StreamUpdateConfig } from "@nats-io/jetstream";
 import type { ConnectionOptions, NatsConnection } from "@nats-io/transport-node";
-import { Backoff, sleep } from "../backoff.ts";
 import { ClosedError, StoreError, StoreErrorCode, UnavailableError } from "../errors.ts";
+import { Backoff, type StoreClock, systemStoreClock } from "../runtime.ts";
 import type { StoreLogger, StoreOptions } from "../store.ts";
 import { describeTlsFailure, withoutUserinfo } from "../tls.ts";
 import { Header, hasServerTtl, parseTimestamp, type RawRecord, streamName } from "./codec.ts";
@@ -55,9 +55,11 @@ export class NatsClient {
   /** False between a disconnect and the reconnect: requests sent then are lost by the client. */
   #online = true;
   readonly #onlineWaiters = new Set<() => void>();
+  readonly #clock: StoreClock;
 
-  constructor(options: StoreOptions, bucket: string) {
+  constructor(options: StoreOptions, bucket: string, clock: StoreClock = systemStoreClock) {
     this.#options = options;
+    this.#clock = clock;
     this.#logger = options.logger;
     this.bucket = bucket;
     this.stream = streamName(bucket);
@@ -227,7 +229,7 @@ export class NatsClient {
    */
   async #retrying<T>(op: (connected: Connected) => Promise<T>): Promise<T> {
     const deadline = performance.now() + this.timeoutMs;
-    const backoff = new Backoff(50, 500);
+    const backoff = new Backoff(50, 500, this.#clock);
     for (;;) {
       const connected = await this.connection();
       await this.#whenOnline(deadline);
@@ -238,7 +240,7 @@ export class NatsClient {
         const pause = backoff.delay();
         if (!isNoResponders(err, connected.lib) || performance.now() + pause >= deadline)
           throw this.fault(err);
-        await sleep(pause);
+        await this.#clock.sleep(pause);
       }
     }
   }

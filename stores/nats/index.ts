@@ -21,15 +21,8 @@
  *   else `$NATS_CREDS`), client TLS from `tls`.
  */
 import { randomUUID } from "node:crypto";
-import {
-  ClosedError,
-  ConflictError,
-  KeyExistsError,
-  KeyNotFoundError,
-  StoreError,
-  StoreErrorCode,
-} from "../errors.ts";
-import { EventQueue } from "../event-queue.ts";
+import { ConflictError, KeyExistsError, KeyNotFoundError, StoreError, StoreErrorCode } from "../errors.ts";
+import { StoreLifecycle, type StoreRuntimeOptions } from "../runtime.ts";
 import type {
   Capabilities,
   CreateOptions,
@@ -61,7 +54,7 @@ import { markExpired, Sweeper } from "./expiry.ts";
 import { type Listing, watchPrefix } from "./watch.ts";
 
 /** Test and maintenance seams of the NATS store. */
-export interface NatsStoreInternals {
+export interface NatsStoreInternals extends StoreRuntimeOptions {
   /** KV bucket name (default `weft`). */
   readonly bucket?: string | undefined;
   /** Wall clock in ms since the epoch, compared with the server's write timestamps (default `Date.now`). */
@@ -109,12 +102,12 @@ export class NatsStore implements Store {
   readonly #now: () => number;
   readonly #relistMs: number;
   readonly #id = randomUUID();
-  readonly #closer = new AbortController();
-  readonly #watches = new Set<Promise<void>>();
+  readonly #life: StoreLifecycle;
   readonly #sweeper: Sweeper;
 
   constructor(options: StoreOptions, internals: NatsStoreInternals = {}) {
-    this.#client = new NatsClient(options, internals.bucket ?? DEFAULT_BUCKET);
+    this.#life = new StoreLifecycle("nats", internals.clock);
+    this.#client = new NatsClient(options, internals.bucket ?? DEFAULT_BUCKET, this.#life.clock);
     this.#logger = options.logger;
     this.#now = internals.now ?? Date.now;
     this.#relistMs = internals.relistMs ?? RELIST_MS;
@@ -152,7 +145,7 @@ export class NatsStore implements Store {
   }
 
   list(prefix: string): Promise<ListResult> {
-    return this.#list(prefix, this.#closer.signal).then(({ entries, revision }) => ({ entries, revision }));
+    return this.#list(prefix, this.#life.signal).then(({ entries, revision }) => ({ entries, revision }));
   }
 
   async create(key: string, value: string, options: CreateOptions = {}): Promise<KeyValue> {
@@ -243,23 +236,17 @@ export class NatsStore implements Store {
   }
 
   watch(prefix: string, options: WatchOptions): AsyncIterable<WatchEvent> {
-    if (this.#closer.signal.aborted) {
-      const queue = new EventQueue<WatchEvent>();
-      queue.fail(new ClosedError(this.name));
-      return queue;
-    }
+    if (this.#life.closed) return this.#life.closedWatch();
     return watchPrefix(
       {
         client: this.#client,
-        storeSignal: this.#closer.signal,
+        storeSignal: this.#life.signal,
+        clock: this.#life.clock,
         logger: this.#logger,
         relistMs: this.#relistMs,
         now: this.#now,
         list: (p, signal) => this.#list(p, signal),
-        track: (producer) => {
-          this.#watches.add(producer);
-          void producer.finally(() => this.#watches.delete(producer));
-        },
+        track: (producer) => this.#life.track(producer),
       },
       prefix,
       options,
@@ -267,8 +254,7 @@ export class NatsStore implements Store {
   }
 
   async close(): Promise<void> {
-    if (!this.#closer.signal.aborted) this.#closer.abort();
-    await Promise.allSettled([...this.#watches]);
+    await this.#life.close();
     await this.#sweeper.stop();
     await this.#client.close();
   }
@@ -323,7 +309,7 @@ export class NatsStore implements Store {
   }
 
   async #connection(): Promise<Connected> {
-    if (this.#closer.signal.aborted) throw new ClosedError(this.name);
+    this.#life.assertOpen();
     return this.#client.connection();
   }
 }

@@ -18,9 +18,10 @@
  * the keys and revisions its own events produced, at exactly the snapshot's revision (the feed is
  * paused meanwhile): a difference, which would mean lost events, is replaced by a `resync` "gap".
  */
-import { Backoff, sleep } from "../backoff.ts";
+
 import { ClosedError, isStoreError, StoreErrorCode, UnavailableError } from "../errors.ts";
 import { EventQueue, produceEvents, runWatchLoop } from "../event-queue.ts";
+import { Backoff, type StoreClock, systemStoreClock } from "../runtime.ts";
 import type { KeyValue, ResyncCause, Revision, StoreLogger, WatchEvent, WatchOptions } from "../store.ts";
 import { HEARTBEAT_MS, type NatsClient } from "./client.ts";
 import { type Entry, isExpired, type RawRecord, toEntry, toKeyValue } from "./codec.ts";
@@ -31,6 +32,8 @@ export interface WatchDeps {
   readonly client: NatsClient;
   /** Aborted when the store closes. */
   readonly storeSignal: AbortSignal;
+  /** The store's clock, which retries wait on (default: the system clock). */
+  readonly clock?: StoreClock | undefined;
   readonly logger: StoreLogger | undefined;
   readonly relistMs: number;
   now(): number;
@@ -76,7 +79,7 @@ class PrefixWatch {
   readonly #prefix: string;
   readonly #queue: EventQueue<WatchEvent>;
   readonly #signal: AbortSignal;
-  readonly #backoff = new Backoff(100, 5_000);
+  readonly #backoff: Backoff;
   /** Every stream message up to this sequence has been handled. */
   #position: Revision;
   #resyncCause: ResyncCause | undefined;
@@ -95,6 +98,7 @@ class PrefixWatch {
     signal: AbortSignal,
   ) {
     this.#deps = deps;
+    this.#backoff = new Backoff(100, 5_000, deps.clock);
     this.#prefix = prefix;
     this.#position = after;
     this.#queue = queue;
@@ -131,7 +135,7 @@ class PrefixWatch {
   /** Replaces the caller's view with the prefix's current contents. */
   async #resync(cause: ResyncCause): Promise<void> {
     const wait = this.#lastResyncAt + MIN_RESYNC_INTERVAL_MS - performance.now();
-    if (wait > 0) await sleep(wait, this.#signal);
+    if (wait > 0) await (this.#deps.clock ?? systemStoreClock).sleep(wait, this.#signal);
     const snapshot = await this.#deps.list(this.#prefix, this.#signal);
     if (this.#signal.aborted) return;
     this.#lastResyncAt = performance.now();

@@ -124,7 +124,29 @@ export class Cluster {
 
   /** Puts STORE_IP on br0 for the server; a routed topology has it there already (router on segment 0). */
   async #addStoreAddress(): Promise<void> {
-    if (this.routed === undefined) await this.segment.lan.ip("addr", "add", `${STORE_IP}/16`, "dev", "br0");
+    // `replace`: restartServer comes here again with the address already in place.
+    if (this.routed === undefined)
+      await this.segment.lan.ip("addr", "replace", `${STORE_IP}/16`, "dev", "br0");
+  }
+
+  /** SIGKILLs the store server (etcd, Consul or NATS) and waits until it is gone. */
+  async killServer(): Promise<void> {
+    this.#server?.kill("SIGKILL");
+    await this.#server?.exited;
+    this.#server = undefined;
+  }
+
+  /**
+   * Starts the store server again at the same address, on the same data directory, or on an empty
+   * one with `wipe` (a server that lost its data). Resolves once it answers.
+   */
+  async restartServer(options: { wipe?: boolean } = {}): Promise<void> {
+    await this.killServer();
+    if (options.wipe === true)
+      rmSync(join(this.dir, this.store === "etcd2" ? "etcd" : this.store), { recursive: true, force: true });
+    if (this.store === "etcd" || this.store === "etcd2") await this.#startEtcd(this.store === "etcd2");
+    if (this.store === "consul") await this.#startConsul();
+    if (this.store === "nats") await this.#startNats();
   }
 
   /** Waits until `url` answers inside the segment. */

@@ -3,9 +3,9 @@
  * a header, a subject, a stored message) gets each generated input. They may throw only `StoreError`
  * (etcd v3, etcd v2, Consul) or nothing at all (the NATS codec answers `undefined`).
  */
-import * as consul from "../../stores/consul-codec.ts";
+import * as consul from "../../stores/consul/codec.ts";
 import { StoreError } from "../../stores/errors.ts";
-import * as etcd2 from "../../stores/etcd2-codec.ts";
+import * as etcd2 from "../../stores/etcd2/codec.ts";
 import * as etcd3 from "../../stores/etcd3/codec.ts";
 import { decodeWatchMessage, JsonObjectSplitter } from "../../stores/etcd3/watch-codec.ts";
 import * as nats from "../../stores/nats/codec.ts";
@@ -141,7 +141,7 @@ export const etcd2Target: FuzzTarget<{
   name: "etcd2-answers",
   covers: [
     "parseAnswer, flatten, watchStep, pollOutcome, parseFailure, failureError, hasCode, actualIndex,",
-    "parseIndex, requireIndex, toKeyValue (stores/etcd2-codec.ts)",
+    "parseIndex, requireIndex, toKeyValue (stores/etcd2/codec.ts)",
   ],
   allowed: "StoreError",
   generate: (rng) => ({
@@ -188,7 +188,7 @@ export const consulTarget: FuzzTarget<{ body: string; status: number; header: st
     name: "consul-answers",
     covers: [
       "parseJson, parseEntries, toEntry, parseTxn, failureError, isInvalidSession, parseIndex, requireIndex,",
-      "parseGoDuration, sessionTtlBounds (stores/consul-codec.ts)",
+      "parseGoDuration, sessionTtlBounds (stores/consul/codec.ts)",
     ],
     allowed: "StoreError",
     generate: (rng) => ({

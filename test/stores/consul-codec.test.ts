@@ -26,7 +26,7 @@ import {
   toKeyValue,
   tombstoneIndex,
   ttlMs,
-} from "../../stores/consul-codec.ts";
+} from "../../stores/consul/codec.ts";
 import { isStoreError, StoreErrorCode } from "../../stores/errors.ts";
 
 const EP = "http://127.0.0.1:8500";

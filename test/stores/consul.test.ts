@@ -4,7 +4,7 @@
  * fallback for short TTLs, tombstone-placed deletes, index rules, and ACL tokens.
  */
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
-import { ConsulStore } from "../../stores/consul.ts";
+import { ConsulStore } from "../../stores/consul/index.ts";
 import { isStoreError, StoreErrorCode } from "../../stores/errors.ts";
 import type { Store, WatchEvent } from "../../stores/store.ts";
 import { type ConsulServer, startConsul } from "../harness/consul.ts";

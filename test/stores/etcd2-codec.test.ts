@@ -22,7 +22,7 @@ import {
   ttlField,
   validateKey,
   watchStep,
-} from "../../stores/etcd2-codec.ts";
+} from "../../stores/etcd2/codec.ts";
 
 const EP = "http://127.0.0.1:2379";
 

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { isStoreError, StoreErrorCode } from "../../stores/errors.ts";
-import { Etcd2Store } from "../../stores/etcd2.ts";
+import { Etcd2Store } from "../../stores/etcd2/index.ts";
 import type { StoreOptions } from "../../stores/store.ts";
 import { type EtcdServer, startEtcd } from "../harness/servers.ts";
 import { probe } from "./watch-probe.ts";

@@ -9,8 +9,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { isStoreError, StoreErrorCode } from "../../stores/errors.ts";
-import { SqliteStore } from "../../stores/sqlite.ts";
-import { prefixRange } from "../../stores/sqlite-schema.ts";
+import { SqliteStore } from "../../stores/sqlite/index.ts";
+import { prefixRange } from "../../stores/sqlite/schema.ts";
 import type { Store, WatchEvent } from "../../stores/store.ts";
 import { probe } from "./watch-probe.ts";
 

@@ -4,9 +4,9 @@
  * key), and the leases. A SQLite database file that does not exist is reported, never created.
  */
 import { existsSync } from "node:fs";
-import { basicAuth } from "../../../stores/etcd2-codec.ts";
+import { basicAuth } from "../../../stores/etcd2/codec.ts";
 import { HttpEndpoints } from "../../../stores/http.ts";
-import { databasePath } from "../../../stores/sqlite-file.ts";
+import { databasePath } from "../../../stores/sqlite/file.ts";
 import type { Store } from "../../../stores/store.ts";
 import type { AgentFlags } from "../../config/flags.ts";
 import { parseNetworkConfig } from "../../config/network-config.ts";

@@ -6,9 +6,9 @@ import { parseNetworkConfig } from "../../../src/config/network-config.ts";
 import { isWeftError } from "../../../src/errors.ts";
 import { parseLease } from "../../../src/lease/lease.ts";
 import { parseCidr } from "../../../src/net/ipv4.ts";
-import * as consul from "../../../stores/consul-codec.ts";
+import * as consul from "../../../stores/consul/codec.ts";
 import { StoreError } from "../../../stores/errors.ts";
-import * as etcd2 from "../../../stores/etcd2-codec.ts";
+import * as etcd2 from "../../../stores/etcd2/codec.ts";
 import * as etcd3 from "../../../stores/etcd3/codec.ts";
 import * as nats from "../../../stores/nats/codec.ts";
 

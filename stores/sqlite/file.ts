@@ -10,9 +10,9 @@ import { Database } from "bun:sqlite";
 import { existsSync, mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { StoreError, StoreErrorCode, UnavailableError } from "./errors.ts";
-import { migrate } from "./sqlite-queries.ts";
-import { describeSqliteError, isBusy, SCHEMA_VERSION } from "./sqlite-schema.ts";
+import { StoreError, StoreErrorCode, UnavailableError } from "../errors.ts";
+import { migrate } from "./queries.ts";
+import { describeSqliteError, isBusy, SCHEMA_VERSION } from "./schema.ts";
 
 /** How long SQLite itself waits for a lock before reporting SQLITE_BUSY (it blocks the event loop). */
 const BUSY_TIMEOUT_MS = 100;

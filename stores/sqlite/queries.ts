@@ -1,11 +1,11 @@
 /**
- * Typed wrappers over the statements of `sqlite-schema.ts`, run on a connection the caller owns.
+ * Typed wrappers over the statements of `schema.ts`, run on a connection the caller owns.
  * Statements are prepared once per connection (bun:sqlite caches `db.query`). Nothing here retries or
  * maps errors: `SQLITE_BUSY` and friends reach the caller, which decides.
  */
 import type { Database } from "bun:sqlite";
-import { type KeyRange, type KvRow, type LogRow, SCHEMA_SQL, SQL } from "./sqlite-schema.ts";
-import type { Revision } from "./store.ts";
+import type { Revision } from "../store.ts";
+import { type KeyRange, type KvRow, type LogRow, SCHEMA_SQL, SQL } from "./schema.ts";
 
 type Params = Record<string, string | number | bigint | null>;
 

@@ -1,10 +1,28 @@
 /**
  * The `etcd2` driver: the etcd v2 keys API (`/v2/keys`) over HTTP, for clusters that still serve it
  * (etcd ≤ 3.5 with `--enable-v2`). Every key carries its own TTL; renewal is `refresh=true`; a watch is
- * a chain of long polls from a `waitIndex`. The pure parts live in `etcd2-codec.ts`.
+ * a chain of long polls from a `waitIndex`. The pure parts live in `codec.ts`.
  */
-import { Backoff, sleep } from "./backoff.ts";
-import { ClosedError, ConflictError, KeyNotFoundError, StoreError, UnavailableError } from "./errors.ts";
+
+import { ClosedError, ConflictError, KeyNotFoundError, StoreError, UnavailableError } from "../errors.ts";
+import { EventQueue } from "../event-queue.ts";
+import { type HttpAnswer, HttpEndpoints, type HttpRequest } from "../http.ts";
+import { StoreLifecycle, type StoreRuntimeOptions } from "../runtime.ts";
+import type {
+  Capabilities,
+  CreateOptions,
+  DeleteOptions,
+  KeyValue,
+  ListResult,
+  ResyncCause,
+  Revision,
+  Store,
+  StoreLogger,
+  StoreOptions,
+  UpdateOptions,
+  WatchEvent,
+  WatchOptions,
+} from "../store.ts";
 import {
   basicAuth,
   checkPrefix,
@@ -26,24 +44,7 @@ import {
   ttlField,
   unknownTtl,
   validateKey,
-} from "./etcd2-codec.ts";
-import { EventQueue } from "./event-queue.ts";
-import { type HttpAnswer, HttpEndpoints, type HttpRequest } from "./http.ts";
-import type {
-  Capabilities,
-  CreateOptions,
-  DeleteOptions,
-  KeyValue,
-  ListResult,
-  ResyncCause,
-  Revision,
-  Store,
-  StoreLogger,
-  StoreOptions,
-  UpdateOptions,
-  WatchEvent,
-  WatchOptions,
-} from "./store.ts";
+} from "./codec.ts";
 
 /** How long one watch long poll may stay open; it is then re-issued from the same `waitIndex`. */
 const POLL_LIMIT_MS = 60_000;
@@ -69,16 +70,15 @@ export class Etcd2Store implements Store {
   readonly #auth: Record<string, string>;
   readonly #logger: StoreLogger | undefined;
   /** Aborts every in-flight request and watch on close. */
-  readonly #closer = new AbortController();
+  readonly #life: StoreLifecycle;
   /**
    * The full TTL of every key this client last wrote with one. The v2 API only reports the seconds
    * left, and `refresh=true` needs the full length again.
    */
   readonly #ttls = new Map<string, number>();
-  readonly #watches = new Set<Promise<void>>();
-  #closed = false;
 
-  constructor(options: StoreOptions) {
+  constructor(options: StoreOptions, runtime: StoreRuntimeOptions = {}) {
+    this.#life = new StoreLifecycle("etcd2", runtime.clock);
     this.#http = new HttpEndpoints(options);
     this.#logger = options.logger;
     this.#auth = basicAuth(options.username, options.password);
@@ -93,7 +93,7 @@ export class Etcd2Store implements Store {
   }
 
   async list(prefix: string): Promise<ListResult> {
-    return this.#list(prefix, this.#closer.signal);
+    return this.#list(prefix, this.#life.signal);
   }
 
   async create(key: string, value: string, options: CreateOptions = {}): Promise<KeyValue> {
@@ -189,19 +189,16 @@ export class Etcd2Store implements Store {
 
   watch(prefix: string, options: WatchOptions): AsyncIterable<WatchEvent> {
     const queue = new EventQueue<WatchEvent>(options.signal);
-    if (this.#closed) {
+    if (this.#life.closed) {
       queue.fail(new ClosedError(this.name));
       return queue;
     }
     const stop = new AbortController();
-    const signal = AbortSignal.any([this.#closer.signal, stop.signal, options.signal ?? stop.signal]);
+    const signal = AbortSignal.any([this.#life.signal, stop.signal, options.signal ?? stop.signal]);
     const loop = this.#watchLoop(prefix, options.afterRevision, queue, signal)
       .catch((err: unknown) => queue.fail(err))
-      .finally(() => {
-        queue.end();
-        this.#watches.delete(loop);
-      });
-    this.#watches.add(loop);
+      .finally(() => queue.end());
+    this.#life.track(loop);
     // A consumer that leaves its loop early (break, return) also stops the long polls.
     const iterator = (): AsyncIterator<WatchEvent> => {
       const inner = queue[Symbol.asyncIterator]();
@@ -214,11 +211,8 @@ export class Etcd2Store implements Store {
     return { [Symbol.asyncIterator]: iterator };
   }
 
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#closer.abort();
-    await Promise.allSettled([...this.#watches]);
+  close(): Promise<void> {
+    return this.#life.close();
   }
 
   async #list(prefix: string, signal: AbortSignal): Promise<ListResult> {
@@ -245,14 +239,14 @@ export class Etcd2Store implements Store {
   async #watchLoop(prefix: string, after: Revision, queue: EventQueue<WatchEvent>, signal: AbortSignal) {
     checkPrefix(prefix);
     const dir = directoryOf(prefix);
-    const retry = new Backoff(); // after network failures; reset by any answer
-    const pace = new Backoff(); // between resyncs and early-ended polls; reset by an event
+    const retry = this.#life.backoff(); // after network failures; reset by any answer
+    const pace = this.#life.backoff(); // between resyncs and early-ended polls; reset by an event
     let next = after + 1n;
     let resync: ResyncCause | undefined;
     while (!signal.aborted) {
       try {
         if (resync !== undefined) {
-          await sleep(pace.delay(), signal); // back-to-back resyncs slow down instead of hot-looping
+          await pace.wait(signal); // back-to-back resyncs slow down instead of hot-looping
           const listed = await this.#list(prefix, signal);
           queue.push({ type: "resync", entries: listed.entries, revision: listed.revision, cause: resync });
           next = listed.revision + 1n;
@@ -265,7 +259,7 @@ export class Etcd2Store implements Store {
           if (poll.index !== undefined && poll.index >= next) next = poll.index + 1n;
           // A poll the server ended early with nothing is retried after a pause, in case it keeps doing so.
           if (poll.expired) pace.reset();
-          else await sleep(pace.delay(), signal);
+          else await pace.wait(signal);
           continue;
         }
         const outcome = pollOutcome(poll.status, poll.body, prefix, poll.endpoint);
@@ -284,7 +278,7 @@ export class Etcd2Store implements Store {
         const delay = retry.delay();
         const fields = { prefix, waitIndex: String(next), retryInMs: Math.round(delay), error: err.message };
         this.#logger?.warn("etcd2 watch lost its server; retrying", fields);
-        await sleep(delay, signal);
+        await this.#life.sleep(delay, signal);
       }
     }
   }
@@ -316,7 +310,7 @@ export class Etcd2Store implements Store {
       return { kind: "answer", status: response.status, body, endpoint };
     } catch (err) {
       if (expired && !signal.aborted) return { kind: "quiet", index, expired };
-      if (this.#closed) throw new ClosedError(this.name);
+      this.#life.assertOpen();
       if (signal.aborted || err instanceof StoreError) throw err;
       throw new UnavailableError(this.#http.endpoint, `watch broke: ${String(err)}`, { cause: err });
     } finally {
@@ -334,7 +328,7 @@ export class Etcd2Store implements Store {
     const poll = await this.#longPoll(
       `${keyPath(key)}${query({ wait: true, waitIndex: revision })}`,
       HISTORY_LOOKUP_MS,
-      this.#closer.signal,
+      this.#life.signal,
     );
     if (poll.kind === "quiet" || poll.status !== 200) return undefined;
     const { node } = parseAnswer(poll.body, poll.endpoint);
@@ -343,7 +337,7 @@ export class Etcd2Store implements Store {
 
   /** Rejects once closed (before any argument check), then validates the key. */
   #begin(key?: string): void {
-    if (this.#closed) throw new ClosedError(this.name);
+    this.#life.assertOpen();
     if (key !== undefined) validateKey(key);
   }
 
@@ -352,12 +346,12 @@ export class Etcd2Store implements Store {
     else this.#ttls.set(key, ttl);
   }
 
-  async #send(req: HttpRequest, signal: AbortSignal = this.#closer.signal): Promise<HttpAnswer> {
-    if (this.#closed) throw new ClosedError(this.name);
+  async #send(req: HttpRequest, signal: AbortSignal = this.#life.signal): Promise<HttpAnswer> {
+    this.#life.assertOpen();
     try {
       return await this.#http.request({ ...req, headers: { ...this.#auth, ...req.headers }, signal });
     } catch (err) {
-      if (this.#closed) throw new ClosedError(this.name);
+      this.#life.assertOpen();
       if (err instanceof StoreError || signal.aborted) throw err;
       throw new UnavailableError(this.#http.endpoint, String(err), { cause: err });
     }

@@ -1,6 +1,6 @@
 /**
  * The pure half of the etcd v2 driver: request paths and form bodies, key validation, node-tree
- * flattening, error-body mapping and watch-action mapping. No I/O; `etcd2.ts` does the talking.
+ * flattening, error-body mapping and watch-action mapping. No I/O; `index.ts` does the talking.
  * Facts about the v2 keys API are in `/work/shared/reference/stores.md` §2.1.
  */
 import {
@@ -10,9 +10,9 @@ import {
   StoreError,
   StoreErrorCode,
   UnavailableError,
-} from "./errors.ts";
-import { preview, previewJson } from "./preview.ts";
-import type { KeyValue, ResyncCause, Revision, WatchEvent } from "./store.ts";
+} from "../errors.ts";
+import { preview, previewJson } from "../preview.ts";
+import type { KeyValue, ResyncCause, Revision, WatchEvent } from "../store.ts";
 
 /** One node of a v2 answer, as the server sends it. */
 export interface EtcdNode {

@@ -25,10 +25,11 @@
  */
 import type { Database } from "bun:sqlite";
 import { type FSWatcher, watch as watchFile } from "node:fs";
-import { Backoff } from "./backoff.ts";
-import { StoreError } from "./errors.ts";
-import { EventQueue } from "./event-queue.ts";
-import { compacted, dataVersion, head, inTransaction, listLive, logAfter } from "./sqlite-queries.ts";
+import { StoreError } from "../errors.ts";
+import { EventQueue } from "../event-queue.ts";
+import { Backoff } from "../runtime.ts";
+import type { Revision, StoreLogger, WatchEvent, WatchOptions } from "../store.ts";
+import { compacted, dataVersion, head, inTransaction, listLive, logAfter } from "./queries.ts";
 import {
   describeSqliteError,
   isBusy,
@@ -36,8 +37,7 @@ import {
   prefixRange,
   toKeyValue,
   toWatchEvent,
-} from "./sqlite-schema.ts";
-import type { Revision, StoreLogger, WatchEvent, WatchOptions } from "./store.ts";
+} from "./schema.ts";
 
 /** What the hub needs from the store that owns it. */
 export interface WatchHost {

@@ -6,14 +6,14 @@
  * - File: `endpoints[0]` is the database path, opened on the first call (the constructor does no
  *   I/O); a failed open is retried by the next call. If its directory is missing but the directory
  *   above exists, that one level is created; a deeper missing tree is reported as UnavailableError
- *   naming the path (see `sqlite-file.ts`). `:memory:` works for single-process tests.
+ *   naming the path (see `file.ts`). `:memory:` works for single-process tests.
  * - Concurrency: WAL journal (readers never block the writer), `synchronous=NORMAL`, and every write
  *   in a `BEGIN IMMEDIATE` transaction, so a read-check-write (create-if-absent, compare-and-swap)
  *   is atomic across processes. SQLITE_BUSY waits up to 100 ms inside SQLite, then is retried with
  *   backoff (the event loop stays free) until `requestTimeoutMs` (default 5 s) has passed; only then
  *   does the call fail, with UnavailableError.
  * - Revisions: every write (create, update, delete, expiry) appends one row to the change log in the
- *   same transaction; its id is the revision (layout in `sqlite-schema.ts`). `renew` moves only the
+ *   same transaction; its id is the revision (layout in `schema.ts`). `renew` moves only the
  *   deadline and writes no log row: like an etcd keepalive it neither changes the revision nor
  *   wakes watchers.
  * - TTL: the deadline is stored as wall-clock milliseconds (one machine, one clock). Reads never
@@ -23,32 +23,18 @@
  *   on a timer aimed at the earliest deadline but re-armed at least every second, so another
  *   process's watch sees an expiry within about a second even when the key's writer is dead.
  * - History: the change log keeps the newest 10,000 revisions (trimmed every 256 writes of a client;
- *   `compactHistory` forces it). Watches are described in `sqlite-watch.ts`.
+ *   `compactHistory` forces it). Watches are described in `watch.ts`.
  */
 import type { Database } from "bun:sqlite";
-import { sleep } from "./backoff.ts";
 import {
-  ClosedError,
   ConflictError,
   KeyExistsError,
   KeyNotFoundError,
   StoreError,
   StoreErrorCode,
   UnavailableError,
-} from "./errors.ts";
-import { EventQueue } from "./event-queue.ts";
-import { databasePath, openDatabase } from "./sqlite-file.ts";
-import * as q from "./sqlite-queries.ts";
-import {
-  checkKey,
-  describeSqliteError,
-  isBusy,
-  prefixRange,
-  storedTtl,
-  toKeyValue,
-  writtenKeyValue,
-} from "./sqlite-schema.ts";
-import { WatchHub } from "./sqlite-watch.ts";
+} from "../errors.ts";
+import { StoreLifecycle, type StoreRuntimeOptions } from "../runtime.ts";
 import type {
   Capabilities,
   CreateOptions,
@@ -62,10 +48,22 @@ import type {
   UpdateOptions,
   WatchEvent,
   WatchOptions,
-} from "./store.ts";
+} from "../store.ts";
+import { databasePath, openDatabase } from "./file.ts";
+import * as q from "./queries.ts";
+import {
+  checkKey,
+  describeSqliteError,
+  isBusy,
+  prefixRange,
+  storedTtl,
+  toKeyValue,
+  writtenKeyValue,
+} from "./schema.ts";
+import { WatchHub } from "./watch.ts";
 
 /** Test seams of the SQLite store. */
-export interface SqliteStoreInternals {
+export interface SqliteStoreInternals extends StoreRuntimeOptions {
   /** Wall clock in ms since the epoch, in which deadlines are stored (default `Date.now`). */
   readonly now?: (() => number) | undefined;
 }
@@ -94,13 +92,14 @@ export class SqliteStore implements Store {
   readonly #now: () => number;
   readonly #hub: WatchHub;
   #db: Database | undefined;
-  #closed = false;
+  readonly #life: StoreLifecycle;
   #writesSinceTrim = 0;
   #sweepTimer: ReturnType<typeof setTimeout> | undefined;
   /** When the sweep timer fires (ms since the epoch). */
   #sweepAt = Number.POSITIVE_INFINITY;
 
   constructor(options: StoreOptions, internals: SqliteStoreInternals = {}) {
+    this.#life = new StoreLifecycle("sqlite", internals.clock);
     this.#endpoint = options.endpoints[0] ?? "";
     this.#path = databasePath(this.#endpoint);
     this.#timeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
@@ -193,11 +192,7 @@ export class SqliteStore implements Store {
   }
 
   watch(prefix: string, options: WatchOptions): AsyncIterable<WatchEvent> {
-    if (this.#closed) {
-      const queue = new EventQueue<WatchEvent>();
-      queue.fail(new ClosedError(this.name));
-      return queue;
-    }
+    if (this.#life.closed) return this.#life.closedWatch();
     return this.#hub.watch(prefix, options);
   }
 
@@ -207,7 +202,7 @@ export class SqliteStore implements Store {
    * Returns the revision up to which history is gone.
    */
   compactHistory(keepRows: number): Revision {
-    if (this.#closed) throw new ClosedError(this.name);
+    this.#life.assertOpen();
     if (!Number.isSafeInteger(keepRows) || keepRows < 0) {
       throw new StoreError(
         StoreErrorCode.Invalid,
@@ -228,28 +223,27 @@ export class SqliteStore implements Store {
     }
   }
 
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#hub.close();
-    clearTimeout(this.#sweepTimer);
-    this.#sweepTimer = undefined;
-    this.#db?.close(false);
-    this.#db = undefined;
+  close(): Promise<void> {
+    return this.#life.close(() => {
+      this.#hub.close();
+      clearTimeout(this.#sweepTimer);
+      this.#sweepTimer = undefined;
+      this.#db?.close(false);
+      this.#db = undefined;
+    });
   }
 
   /** Runs `op` on the open connection, retrying SQLITE_BUSY until the request time limit. */
   async #attempt<T>(op: (db: Database) => T): Promise<T> {
     const deadline = Date.now() + this.#timeoutMs;
-    let pause = 1;
+    const backoff = this.#life.backoff(2, 100); // waits 1–2 ms, then 2–4 ms, … up to 50–100 ms
     for (;;) {
-      if (this.#closed) throw new ClosedError(this.name);
+      this.#life.assertOpen();
       try {
         return op(this.#open());
       } catch (err) {
         if (!isBusy(err) || Date.now() >= deadline) throw this.#fault(err);
-        await sleep(pause + Math.random() * pause);
-        pause = Math.min(pause * 2, 50);
+        await backoff.wait();
       }
     }
   }
@@ -302,7 +296,7 @@ export class SqliteStore implements Store {
 
   /** Aims the sweep timer at `target` (ms since the epoch), at most a second ahead. */
   #armSweep(target: number): void {
-    if (this.#closed || this.#db === undefined) return;
+    if (this.#life.closed || this.#db === undefined) return;
     const now = this.#now();
     const delay = Math.min(SWEEP_MAX_DELAY_MS, Math.max(SWEEP_MIN_DELAY_MS, target - now + 1));
     clearTimeout(this.#sweepTimer);
@@ -316,7 +310,7 @@ export class SqliteStore implements Store {
     this.#sweepTimer = undefined;
     this.#sweepAt = Number.POSITIVE_INFINITY;
     const db = this.#db;
-    if (this.#closed || db === undefined) return;
+    if (this.#life.closed || db === undefined) return;
     try {
       this.#sweep(db);
       this.#armSweep(q.nextExpiry(db) ?? Number.POSITIVE_INFINITY);
@@ -330,7 +324,7 @@ export class SqliteStore implements Store {
   /** The connection, opened on first use; a failed open is retried by the next call. */
   #open(): Database {
     if (this.#db !== undefined) return this.#db;
-    if (this.#closed) throw new ClosedError(this.name);
+    this.#life.assertOpen();
     const db = openDatabase(this.#endpoint, this.#path);
     this.#db = db;
     this.#armSweep(q.nextExpiry(db) ?? Number.POSITIVE_INFINITY);

@@ -5,6 +5,8 @@
  * the key's TTL, the book destroys the session (and so the key) itself when the TTL runs out.
  */
 import { hostname } from "node:os";
+import type { HttpAnswer, HttpRequest } from "../http.ts";
+import type { StoreLogger } from "../store.ts";
 import {
   failureError,
   parseJson,
@@ -12,9 +14,7 @@ import {
   sessionRequest,
   sessionTtlBounds,
   sessionTtlMs,
-} from "./consul-codec.ts";
-import type { HttpAnswer, HttpRequest } from "./http.ts";
-import type { StoreLogger } from "./store.ts";
+} from "./codec.ts";
 
 /** A session this client created to hold one key. */
 export interface OwnSession {

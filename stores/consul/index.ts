@@ -6,9 +6,34 @@
  * server allows and the writing client destroys that session when the TTL runs out unrenewed; should
  * that client die first, the server still removes the key within 2 × `session_ttl_min`.
  * create is one txn (check-not-exists + lock or set), update one txn (check-index, unlock, lock or
- * set). Sessions are kept in `consul-sessions.ts`, watches run in `consul-watch.ts`, and the pure
- * parts are in `consul-codec.ts`.
+ * set). Sessions are kept in `sessions.ts`, watches run in `watch.ts`, and the pure
+ * parts are in `codec.ts`.
  */
+
+import {
+  ConflictError,
+  KeyExistsError,
+  KeyNotFoundError,
+  StoreError,
+  StoreErrorCode,
+  UnavailableError,
+} from "../errors.ts";
+import { type HttpAnswer, HttpEndpoints, type HttpRequest } from "../http.ts";
+import { StoreLifecycle, type StoreRuntimeOptions } from "../runtime.ts";
+import type {
+  Capabilities,
+  CreateOptions,
+  DeleteOptions,
+  KeyValue,
+  ListResult,
+  Revision,
+  Store,
+  StoreLogger,
+  StoreOptions,
+  UpdateOptions,
+  WatchEvent,
+  WatchOptions,
+} from "../store.ts";
 import {
   authError,
   type ConsulEntry,
@@ -32,33 +57,9 @@ import {
   type TxnOutcome,
   toKeyValue,
   ttlMs,
-} from "./consul-codec.ts";
-import { type OwnSession, SessionBook } from "./consul-sessions.ts";
-import { watchPrefix } from "./consul-watch.ts";
-import {
-  ClosedError,
-  ConflictError,
-  KeyExistsError,
-  KeyNotFoundError,
-  StoreError,
-  StoreErrorCode,
-  UnavailableError,
-} from "./errors.ts";
-import { type HttpAnswer, HttpEndpoints, type HttpRequest } from "./http.ts";
-import type {
-  Capabilities,
-  CreateOptions,
-  DeleteOptions,
-  KeyValue,
-  ListResult,
-  Revision,
-  Store,
-  StoreLogger,
-  StoreOptions,
-  UpdateOptions,
-  WatchEvent,
-  WatchOptions,
-} from "./store.ts";
+} from "./codec.ts";
+import { type OwnSession, SessionBook } from "./sessions.ts";
+import { watchPrefix } from "./watch.ts";
 
 /** How long one blocking query waits for a change; Consul adds up to 1/16 of it as jitter. */
 const WAIT_MS = 60_000;
@@ -84,13 +85,13 @@ export class ConsulStore implements Store {
   readonly #headers: Record<string, string>;
   readonly #logger: StoreLogger | undefined;
   readonly #requestMs: number;
-  readonly #closer = new AbortController();
-  readonly #watches = new Set<Promise<void>>();
+  readonly #life: StoreLifecycle;
   readonly #sessions: SessionBook;
   /** Snapshots `list` returned, by Consul prefix, oldest first. */
   readonly #listed = new Map<string, Snapshot[]>();
 
-  constructor(options: StoreOptions) {
+  constructor(options: StoreOptions, runtime: StoreRuntimeOptions = {}) {
+    this.#life = new StoreLifecycle("consul", runtime.clock);
     this.#http = new HttpEndpoints(options);
     this.#logger = options.logger;
     this.#sessions = new SessionBook((req, signal) => this.#send(req, signal), options.logger);
@@ -108,7 +109,7 @@ export class ConsulStore implements Store {
   async list(prefix: string): Promise<ListResult> {
     this.#checkOpen();
     const consul = consulPrefix(prefix);
-    const snapshot = await this.#read(consul, 0n, this.#closer.signal);
+    const snapshot = await this.#read(consul, 0n, this.#life.signal);
     this.#remember(consul, snapshot);
     return { entries: sortedEntries(snapshot).map((e) => this.#kv(e)), revision: snapshot.index };
   }
@@ -248,16 +249,14 @@ export class ConsulStore implements Store {
   watch(prefix: string, options: WatchOptions): AsyncIterable<WatchEvent> {
     return watchPrefix(
       {
-        storeSignal: this.#closer.signal,
+        storeSignal: this.#life.signal,
+        clock: this.#life.clock,
         logger: this.#logger,
         read: (p, index, signal) => this.#read(p, index, signal),
         sessionLives: (id, signal) => this.#sessions.lives(id, signal),
         baseline: (p, after) => (this.#listed.get(p) ?? []).filter((s) => s.index <= after).at(-1),
         toKeyValue: (entry) => this.#kv(entry),
-        track: (producer) => {
-          this.#watches.add(producer);
-          void producer.finally(() => this.#watches.delete(producer));
-        },
+        track: (producer) => this.#life.track(producer),
       },
       prefix,
       options,
@@ -265,13 +264,11 @@ export class ConsulStore implements Store {
   }
 
   /** Ends watches and timers. Sessions are left to expire, as etcd leases are: a restart keeps its keys. */
-  async close(): Promise<void> {
-    if (!this.#closer.signal.aborted) {
-      this.#closer.abort();
+  close(): Promise<void> {
+    return this.#life.close(() => {
       this.#sessions.close();
       this.#listed.clear();
-    }
-    await Promise.allSettled([...this.#watches]);
+    });
   }
 
   /** A (blocking, when `index` > 0) recursive read of a Consul prefix. */
@@ -347,7 +344,7 @@ export class ConsulStore implements Store {
     }
   }
 
-  async #send(req: HttpRequest, signal: AbortSignal = this.#closer.signal): Promise<HttpAnswer> {
+  async #send(req: HttpRequest, signal: AbortSignal = this.#life.signal): Promise<HttpAnswer> {
     this.#checkOpen();
     try {
       return await this.#http.request({ ...req, headers: { ...this.#headers, ...req.headers }, signal });
@@ -359,7 +356,7 @@ export class ConsulStore implements Store {
   }
 
   #checkOpen(): void {
-    if (this.#closer.signal.aborted) throw new ClosedError(this.name);
+    this.#life.assertOpen();
   }
 }
 

@@ -1,6 +1,6 @@
 /**
  * The SQLite store's schema, its SQL text and the pure conversions between rows and the store
- * contract. No I/O here: `sqlite-queries.ts` runs these statements on a connection.
+ * contract. No I/O here: `queries.ts` runs these statements on a connection.
  *
  * Tables (schema version 1, kept in `PRAGMA user_version`):
  * - `kv`: the live keys. `revision` is the change-log id of the key's last write, `expires_at` the
@@ -13,8 +13,8 @@
  *   prove it saw every change and resyncs.
  * The store revision is `sqlite_sequence.seq` of `log`: the last revision ever handed out.
  */
-import { StoreError, StoreErrorCode } from "./errors.ts";
-import type { KeyValue, Revision, WatchEvent } from "./store.ts";
+import { StoreError, StoreErrorCode } from "../errors.ts";
+import type { KeyValue, Revision, WatchEvent } from "../store.ts";
 
 export const SCHEMA_VERSION = 1;
 

@@ -6,7 +6,11 @@
  * paced by a token bucket. Network failures back off and retry until the watch is aborted or the store
  * closes; only faults retrying cannot fix (Auth, Protocol) end it, by throwing.
  */
-import { Backoff, sleep } from "./backoff.ts";
+
+import { ClosedError, UnavailableError } from "../errors.ts";
+import { EventQueue } from "../event-queue.ts";
+import { Backoff, type StoreClock, systemStoreClock } from "../runtime.ts";
+import type { KeyValue, ResyncCause, Revision, StoreLogger, WatchEvent, WatchOptions } from "../store.ts";
 import {
   type ConsulEntry,
   consulPrefix,
@@ -20,10 +24,7 @@ import {
   startOutcome,
   TokenBucket,
   tombstoneIndex,
-} from "./consul-codec.ts";
-import { ClosedError, UnavailableError } from "./errors.ts";
-import { EventQueue } from "./event-queue.ts";
-import type { KeyValue, ResyncCause, Revision, StoreLogger, WatchEvent, WatchOptions } from "./store.ts";
+} from "./codec.ts";
 
 /**
  * Pacing (Consul's blocking-query rules): a query that returned without progress (timed out, or
@@ -42,6 +43,8 @@ const LOOKUPS_AT_ONCE = 8;
 export interface WatchDeps {
   /** Aborted when the store closes. */
   readonly storeSignal: AbortSignal;
+  /** The store's clock, which pacing and retries wait on (default: the system clock). */
+  readonly clock?: StoreClock | undefined;
   readonly logger: StoreLogger | undefined;
   /** A recursive read of a Consul prefix, blocking until the index passes `index` when it is > 0. */
   read(prefix: string, index: Revision, signal: AbortSignal): Promise<Snapshot>;
@@ -90,7 +93,8 @@ async function watchLoop(
   signal: AbortSignal,
 ): Promise<void> {
   const consul = consulPrefix(prefix);
-  const retry = new Backoff();
+  const clock = deps.clock ?? systemStoreClock;
+  const retry = new Backoff(100, 5_000, clock);
   const stallPace = new TokenBucket(STALL_RATE, STALL_BURST, performance.now());
   const cap = new TokenBucket(CAP_RATE, CAP_BURST, performance.now());
   let progressed = true;
@@ -109,7 +113,7 @@ async function watchLoop(
     try {
       const now = performance.now();
       const wait = Math.max(cap.take(now), progressed ? 0 : stallPace.take(now));
-      if (wait > 0) await sleep(wait, signal);
+      if (wait > 0) await clock.sleep(wait, signal);
       if (signal.aborted) return;
       const snapshot = await deps.read(consul, index, signal);
       retry.reset();
@@ -143,7 +147,7 @@ async function watchLoop(
       const delay = retry.delay();
       const fields = { prefix, index: String(index), retryInMs: Math.round(delay), error: err.message };
       deps.logger?.warn("consul watch lost its server; retrying", fields);
-      await sleep(delay, signal);
+      await clock.sleep(delay, signal);
       index = 0n;
       progressed = false;
     }

@@ -1,11 +1,11 @@
 /**
  * The pure half of the Consul driver: key and URL mapping, base64 values, `/v1/txn` bodies and
  * answers, error mapping, session TTLs, and the blocking-query rules that turn successive snapshots
- * of a prefix into watch events. No I/O; `consul.ts` does the talking. Consul facts: stores.md §2.3.
+ * of a prefix into watch events. No I/O; `index.ts` does the talking. Consul facts: stores.md §2.3.
  */
-import { StoreError, StoreErrorCode, UnavailableError } from "./errors.ts";
-import { previewJson } from "./preview.ts";
-import type { KeyValue, ResyncCause, Revision, WatchEvent } from "./store.ts";
+import { StoreError, StoreErrorCode, UnavailableError } from "../errors.ts";
+import { previewJson } from "../preview.ts";
+import type { KeyValue, ResyncCause, Revision, WatchEvent } from "../store.ts";
 
 /** One KV entry as Consul reports it, under its weft key (`/` + the Consul key). */
 export interface ConsulEntry {
