@@ -6,8 +6,8 @@
 import { consulDriver } from "./consul/driver.ts";
 import type { StoreDriver } from "./driver.ts";
 import { StoreError, StoreErrorCode } from "./errors.ts";
+import { etcdDriver } from "./etcd/driver.ts";
 import { etcd2Driver } from "./etcd2/driver.ts";
-import { etcdDriver } from "./etcd3/driver.ts";
 import { natsDriver } from "./nats/driver.ts";
 import type { StoreRuntimeOptions } from "./runtime.ts";
 import { sqliteDriver } from "./sqlite/driver.ts";

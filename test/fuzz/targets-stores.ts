@@ -5,9 +5,9 @@
  */
 import * as consul from "../../stores/consul/codec.ts";
 import { StoreError } from "../../stores/errors.ts";
+import * as etcd3 from "../../stores/etcd/codec.ts";
+import { decodeWatchMessage, JsonObjectSplitter } from "../../stores/etcd/watch-codec.ts";
 import * as etcd2 from "../../stores/etcd2/codec.ts";
-import * as etcd3 from "../../stores/etcd3/codec.ts";
-import { decodeWatchMessage, JsonObjectSplitter } from "../../stores/etcd3/watch-codec.ts";
 import * as nats from "../../stores/nats/codec.ts";
 import { mutateText, randomBytesText, randomString, textInput } from "./inputs.ts";
 import type { Rng } from "./prng.ts";
@@ -63,7 +63,7 @@ export const etcd3Target: FuzzTarget<{ body: string; status: number }> = {
   covers: [
     "parseJson, decodeRange, decodeTxn, txnRangeKvs, decodeDeleteRange, decodeLeaseGrant, decodeKeepAlive,",
     "decodeTimeToLive, decodeAuthenticate, decodeHeaderRevision, decodeKv, decodeText, parseInt64,",
-    "decodeGatewayError, gatewayFailure, isInvalidToken (stores/etcd3/codec.ts)",
+    "decodeGatewayError, gatewayFailure, isInvalidToken (stores/etcd/codec.ts)",
   ],
   allowed: "StoreError",
   generate: (rng) => ({ body: textInput(rng, ETCD3_SEEDS), status: status(rng) }),
@@ -94,7 +94,7 @@ export const etcd3Target: FuzzTarget<{ body: string; status: number }> = {
 
 export const etcd3WatchTarget: FuzzTarget<{ text: string; cuts: number[] }> = {
   name: "etcd3-watch",
-  covers: ["JsonObjectSplitter.push, decodeWatchMessage (stores/etcd3/watch-codec.ts)"],
+  covers: ["JsonObjectSplitter.push, decodeWatchMessage (stores/etcd/watch-codec.ts)"],
   allowed: "StoreError",
   generate(rng) {
     const n = rng.range(1, 4);

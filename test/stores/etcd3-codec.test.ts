@@ -25,8 +25,8 @@ import {
   txnRangeKvs,
   updateTxn,
   watchCreateRequest,
-} from "../../stores/etcd3/codec.ts";
-import { decodeWatchMessage, JsonObjectSplitter } from "../../stores/etcd3/watch-codec.ts";
+} from "../../stores/etcd/codec.ts";
+import { decodeWatchMessage, JsonObjectSplitter } from "../../stores/etcd/watch-codec.ts";
 
 const W = "http://127.0.0.1:2379/v3/test";
 const HEADER = {

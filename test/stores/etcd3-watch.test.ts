@@ -4,8 +4,8 @@
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { isStoreError, StoreErrorCode, UnavailableError } from "../../stores/errors.ts";
-import { encodeText } from "../../stores/etcd3/codec.ts";
-import { type WatchDeps, watchPrefix } from "../../stores/etcd3/watch.ts";
+import { encodeText } from "../../stores/etcd/codec.ts";
+import { type WatchDeps, watchPrefix } from "../../stores/etcd/watch.ts";
 import type { ListResult, WatchEvent } from "../../stores/store.ts";
 
 interface FakeStream {

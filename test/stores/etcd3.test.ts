@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { isStoreError, StoreErrorCode } from "../../stores/errors.ts";
-import { Etcd3Store } from "../../stores/etcd3/index.ts";
+import { Etcd3Store } from "../../stores/etcd/index.ts";
 import type { StoreLogger, StoreOptions, WatchEvent } from "../../stores/store.ts";
 import { type EtcdServer, startEtcd } from "../harness/servers.ts";
 import { probe } from "./watch-probe.ts";

@@ -8,8 +8,8 @@ import { parseLease } from "../../../src/lease/lease.ts";
 import { parseCidr } from "../../../src/net/ipv4.ts";
 import * as consul from "../../../stores/consul/codec.ts";
 import { StoreError } from "../../../stores/errors.ts";
+import * as etcd3 from "../../../stores/etcd/codec.ts";
 import * as etcd2 from "../../../stores/etcd2/codec.ts";
-import * as etcd3 from "../../../stores/etcd3/codec.ts";
 import * as nats from "../../../stores/nats/codec.ts";
 
 const deepList = (n: number) => `${"[".repeat(n)}1${"]".repeat(n)}`;
