@@ -12,7 +12,7 @@
  */
 
 import type { VxlanBackendConfig } from "../config/backend-config.ts";
-import type { Lease } from "../lease/lease.ts";
+import { jsonField, type Lease } from "../lease/lease.ts";
 import { formatIpv4, type Ipv4Cidr } from "../net/ipv4.ts";
 import { formatMac, parseMac } from "../netlink/address.ts";
 import { AF, NUD } from "../netlink/constants.ts";
@@ -37,26 +37,18 @@ export interface VxlanPeerData {
   readonly vtepMac: string;
 }
 
-/** Finds a field the way Go's encoding/json does: exact name first, then case-insensitively. */
-function field(object: Record<string, unknown>, name: string): unknown {
-  if (name in object) return object[name];
-  const lower = name.toLowerCase();
-  for (const [k, v] of Object.entries(object)) if (k.toLowerCase() === lower) return v;
-  return undefined;
-}
-
 /** Parses `{"VNI":1,"VtepMAC":"…"}`; a string says what is wrong with it. */
 export function parseVxlanData(data: unknown): VxlanPeerData | string {
   if (typeof data !== "object" || data === null || Array.isArray(data)) {
     return `BackendData ${JSON.stringify(data) ?? "absent"} is not an object like {"VNI":1,"VtepMAC":"…"}`;
   }
   const record = data as Record<string, unknown>;
-  const mac = field(record, "VtepMAC");
+  const mac = jsonField(record, "VtepMAC");
   const bytes = typeof mac === "string" ? parseMac(mac) : undefined;
   if (bytes === undefined || bytes.length !== 6 || bytes.every((b) => b === 0) || (bytes[0] ?? 0) & 1) {
     return `BackendData.VtepMAC ${JSON.stringify(mac) ?? "absent"} is not a unicast MAC address`;
   }
-  const vni = field(record, "VNI");
+  const vni = jsonField(record, "VNI");
   if (vni !== undefined && (typeof vni !== "number" || !Number.isInteger(vni))) {
     return `BackendData.VNI ${JSON.stringify(vni)} is not a whole number`;
   }

@@ -136,7 +136,7 @@ function describe(value: unknown): string {
 }
 
 /** Finds a field the way Go's encoding/json does: exact name first, then case-insensitively. */
-function field(object: Record<string, unknown>, name: string): unknown {
+export function jsonField(object: Record<string, unknown>, name: string): unknown {
   if (name in object) return object[name];
   const lower = name.toLowerCase();
   for (const [k, v] of Object.entries(object)) if (k.toLowerCase() === lower) return v;
@@ -191,7 +191,7 @@ export function parseLease(kv: KeyValue, rules: LeaseRules): LeaseParse {
     return { ok: false, rule: "json", reason: "value is not a JSON object" };
   }
   const attrs = parsed as Record<string, unknown>;
-  const publicIP = field(attrs, "PublicIP");
+  const publicIP = jsonField(attrs, "PublicIP");
   if (typeof publicIP !== "string" || !tryParseIpv4(publicIP).ok || publicIP === "0.0.0.0") {
     return {
       ok: false,
@@ -199,8 +199,8 @@ export function parseLease(kv: KeyValue, rules: LeaseRules): LeaseParse {
       reason: `PublicIP ${describe(publicIP)} is not an IPv4 address`,
     };
   }
-  const backendType = field(attrs, "BackendType");
-  const backendData = field(attrs, "BackendData");
+  const backendType = jsonField(attrs, "BackendType");
+  const backendData = jsonField(attrs, "BackendData");
   return {
     ok: true,
     lease: {
