@@ -5,16 +5,14 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Agent } from "../../../src/agent/agent.ts";
-import { wire } from "../../../src/agent/wiring.ts";
 import { systemClock } from "../../../src/clock.ts";
 import { parseNetworkConfig } from "../../../src/config/network-config.ts";
-import type { Firewall } from "../../../src/firewall/firewall.ts";
 import { createLogger } from "../../../src/log.ts";
 import { Metrics } from "../../../src/metrics.ts";
-import { parseCidr } from "../../../src/net/ipv4.ts";
 import type { BatchResult, NetlinkHandle } from "../../../src/netlink/netlink.ts";
 import type { Route } from "../../../src/netlink/types.ts";
 import { openStore } from "../../../stores/index.ts";
+import { EXTERNAL, unitWiring } from "./unit-agent.ts";
 
 const PREFIX = "/coreos.com/network";
 const dirs: string[] = [];
@@ -64,35 +62,15 @@ test("agent - busyMs grows while a route apply hangs and is 0 once it finished",
       failures: [],
     }),
   } as unknown as NetlinkHandle;
-  const done = { changed: false, lines: [], findings: [] };
-  const firewall = {
-    mode: "iptables",
-    setSpec: () => undefined,
-    apply: async () => done,
-    ensure: async () => done,
-  } as unknown as Firewall;
 
   const config = parseNetworkConfig((await store.get(`${PREFIX}/config`))?.value ?? "").config;
-  const external = {
-    ext: { index: 2, name: "eth0", mtu: 1500, addresses: [parseCidr("192.0.2.1/24", "keep")] },
-    publicIP: "192.0.2.1",
-    ifaceIP: "192.0.2.1",
-  };
-  const wired = wire({
-    config,
-    external,
-    netlink,
-    ipMasq: false,
-    forwardRules: true,
-    fullyRandomDisable: false,
-  });
   const agent = new Agent({
     store,
     storeName: "sqlite",
     prefix: PREFIX,
     config,
-    external,
-    wiring: { ...wired, firewall },
+    external: EXTERNAL,
+    wiring: unitWiring(config, netlink),
     subnetFile: join(dir, "subnet.env"),
     ipMasq: false,
     ttlSeconds: 3600,

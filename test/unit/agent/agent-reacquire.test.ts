@@ -5,16 +5,14 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Agent } from "../../../src/agent/agent.ts";
-import { wire } from "../../../src/agent/wiring.ts";
 import { systemClock } from "../../../src/clock.ts";
 import { parseNetworkConfig } from "../../../src/config/network-config.ts";
-import type { Firewall } from "../../../src/firewall/firewall.ts";
 import { createLogger } from "../../../src/log.ts";
 import { Metrics } from "../../../src/metrics.ts";
-import { parseCidr } from "../../../src/net/ipv4.ts";
 import type { BatchResult, NetlinkHandle } from "../../../src/netlink/netlink.ts";
 import type { Route } from "../../../src/netlink/types.ts";
 import { openStore } from "../../../stores/index.ts";
+import { EXTERNAL, fakeFirewall, unitWiring } from "./unit-agent.ts";
 
 const PREFIX = "/coreos.com/network";
 const dirs: string[] = [];
@@ -47,27 +45,8 @@ test("agent - a subnet.env write failing after a re-acquire is logged and the ag
     routeReplace: ok,
     routeDelete: ok,
   } as unknown as NetlinkHandle;
-  const done = { changed: false, lines: [], findings: [] };
   const specs: string[] = [];
-  const firewall = {
-    mode: "iptables",
-    setSpec: (spec: { subnet: string }) => specs.push(spec.subnet),
-    apply: async () => done,
-    ensure: async () => done,
-  } as unknown as Firewall;
-  const external = {
-    ext: { index: 2, name: "eth0", mtu: 1500, addresses: [parseCidr("192.0.2.1/24", "keep")] },
-    publicIP: "192.0.2.1",
-    ifaceIP: "192.0.2.1",
-  };
-  const wired = wire({
-    config,
-    external,
-    netlink,
-    ipMasq: false,
-    forwardRules: true,
-    fullyRandomDisable: false,
-  });
+  const firewall = fakeFirewall((subnet) => specs.push(subnet));
   const lines: string[] = [];
   const subnetFile = join(dir, "run", "subnet.env");
   const agent = new Agent({
@@ -75,8 +54,8 @@ test("agent - a subnet.env write failing after a re-acquire is logged and the ag
     storeName: "sqlite",
     prefix: PREFIX,
     config,
-    external,
-    wiring: { ...wired, firewall },
+    external: EXTERNAL,
+    wiring: unitWiring(config, netlink, firewall),
     subnetFile,
     ipMasq: false,
     ttlSeconds: 3600,
