@@ -346,6 +346,26 @@ export class Cluster {
   }
 
   /**
+   * Starts weft or flanneld on each host in turn, each once the one before wrote its subnet.env:
+   * flanneld v0.28 exits on a lost subnet race, and a rolling migration starts hosts one by one anyway.
+   * Returns how long each took, for the test's log.
+   */
+  async startInTurn(hosts: number, flanneld: readonly number[]): Promise<string[]> {
+    const startup: string[] = [];
+    for (let i = 0; i < hosts; i++) {
+      const t0 = performance.now();
+      const agent = flanneld.includes(i) ? await this.startFlanneld(i) : this.startAgent(i);
+      await eventually(
+        `host ${i} (${agent.kind}) to write its subnet.env`,
+        async () => (await Bun.file(this.subnetFile(i)).exists()) && "FLANNEL_SUBNET" in this.subnetEnv(i),
+        30_000,
+      );
+      startup.push(`host ${i} ${agent.kind} ${Math.round(performance.now() - t0)} ms`);
+    }
+    return startup;
+  }
+
+  /**
    * Starts flanneld v0.28.9 (Go-built by build/test-bin.sh) on host i with the flags startAgent gives
    * weft; stopped by stopAgent/stop like weft. flanneld speaks only the etcd v3 API (store "etcd").
    */

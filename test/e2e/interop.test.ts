@@ -30,20 +30,7 @@ describeNetns("interop with flanneld v0.28.9", () => {
   beforeAll(async () => {
     cluster = await Cluster.start({ store: "etcd", hosts: HOSTS });
     await cluster.writeConfig(SEED_000_CONFIG);
-    // One agent at a time, each once the previous one holds its lease: flanneld v0.28 exits on a lost
-    // subnet race, and a rolling migration starts hosts one by one anyway.
-    const startup: string[] = [];
-    for (let i = 0; i < HOSTS; i++) {
-      const t0 = performance.now();
-      const agent = FLANNELD.includes(i) ? await cluster.startFlanneld(i) : cluster.startAgent(i);
-      await eventually(
-        `host ${i} (${agent.kind}) to write its subnet.env`,
-        async () =>
-          (await Bun.file(cluster.subnetFile(i)).exists()) && "FLANNEL_SUBNET" in cluster.subnetEnv(i),
-        30_000,
-      );
-      startup.push(`host ${i} ${agent.kind} ${Math.round(performance.now() - t0)} ms`);
-    }
+    const startup = await cluster.startInTurn(HOSTS, FLANNELD);
     const t1 = performance.now();
     await eventually(
       "every host to route to every peer",
