@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what weft's tests, benchmarks and demo need on a fresh Debian machine, and nothing twice:
-# Debian packages (store servers, iproute2, iptables, nftables, ping/traceroute, tcpdump, iperf3,
-# curl), then Bun and the npm packages pinned in package.json/bun.lock, then the Go-built test
+# Debian packages (store servers, iproute2, iptables, nftables, ping/traceroute, tcpdump, iperf3, wget,
+# curl, openssl), then Bun and the npm packages pinned in package.json/bun.lock, then the Go-built test
 # binaries. Safe to run again; prints what it installs.
 # `--demo`: only what `weft demo` uses (iproute2, iptables, ping, traceroute, Bun): no store servers,
 # no Go builds, so a newcomer's first command is quick.
@@ -13,7 +13,7 @@ demo=false
 if $demo; then
   debs=(iproute2 iptables nftables iputils-ping traceroute procps)
 else
-  debs=(etcd-server etcd-client nats-server iproute2 iptables nftables iputils-ping traceroute procps shellcheck systemd tcpdump iperf3 curl)
+  debs=(etcd-server etcd-client nats-server iproute2 iptables nftables iputils-ping traceroute procps shellcheck systemd tcpdump iperf3 curl wget openssl)
 fi
 missing=()
 for pkg in "${debs[@]}"; do
