@@ -7,18 +7,27 @@
 import { ClosedError } from "./errors.ts";
 import { EventQueue } from "./event-queue.ts";
 
+/** How one `StoreClock.sleep` waits. */
+export interface SleepOptions {
+  /**
+   * Housekeeping (an expiry sweep, a session's end): the wait alone does not keep the process alive.
+   * The system clock unrefs its timer; a fake clock may ignore it.
+   */
+  readonly unref?: boolean | undefined;
+}
+
 /** Time as a driver sees it, injected so tests can run drivers on a fake clock. */
 export interface StoreClock {
   /** Milliseconds since the epoch. */
   now(): number;
   /** Resolves after `ms` or when `signal` aborts (without throwing). */
-  sleep(ms: number, signal?: AbortSignal): Promise<void>;
+  sleep(ms: number, signal?: AbortSignal, options?: SleepOptions): Promise<void>;
 }
 
 /** The real clock: `Date.now` and timers. */
 export const systemStoreClock: StoreClock = {
   now: () => Date.now(),
-  sleep: (ms, signal) =>
+  sleep: (ms, signal, options) =>
     new Promise((resolve) => {
       if (signal?.aborted) return resolve();
       const onAbort = () => {
@@ -29,9 +38,29 @@ export const systemStoreClock: StoreClock = {
         signal?.removeEventListener("abort", onAbort);
         resolve();
       }, ms);
+      if (options?.unref === true) timer.unref();
       signal?.addEventListener("abort", onAbort, { once: true });
     }),
 };
+
+/**
+ * The drivers' one timer loop: waits `ms` on `clock`, calls `tick`, and again, until `signal` aborts.
+ * The next wait starts when the tick has returned, so a slow tick delays the next one but ticks never
+ * overlap or pile up. `ms` is read before every wait. `tick` must not throw. Resolves once aborted.
+ */
+export async function repeat(
+  clock: StoreClock,
+  ms: number | (() => number),
+  signal: AbortSignal,
+  tick: () => void | Promise<void>,
+  options?: SleepOptions,
+): Promise<void> {
+  while (!signal.aborted) {
+    await clock.sleep(typeof ms === "number" ? ms : ms(), signal, options);
+    if (signal.aborted) return;
+    await tick();
+  }
+}
 
 /** Seams every driver accepts next to its `StoreOptions`. */
 export interface StoreRuntimeOptions {

@@ -182,6 +182,11 @@ export interface StoreOptions {
   readonly token?: string | undefined;
   /** A credentials file (NATS `.creds`: JWT and NKey seed). Its content is never logged. */
   readonly credsFile?: string | undefined;
+  /**
+   * How many servers keep a copy of the data where the driver creates its own storage: the NATS KV
+   * bucket (`--nats-replicas`, 1..5, default 1); an existing bucket keeps its own. Others ignore it.
+   */
+  readonly replicas?: number | undefined;
   /** Client TLS: PEM file paths. */
   readonly tls?:
     | { readonly certFile?: string; readonly keyFile?: string; readonly caFile?: string }

@@ -50,6 +50,7 @@ export function storeOptions(flags: AgentFlags, log?: Logger): StoreOptions {
       ? flags.consulToken || process.env.CONSUL_HTTP_TOKEN || undefined
       : undefined,
     credsFile: reads("nats-creds") && flags.natsCreds !== "" ? flags.natsCreds : undefined,
+    replicas: reads("nats-replicas") ? flags.natsReplicas : undefined,
     tls,
     logger: log,
   };

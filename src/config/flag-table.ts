@@ -66,13 +66,13 @@ function defaultEndpointsHelp(): string {
   return [...(fromEtcd.length > 0 ? [`--etcd-endpoints for ${fromEtcd.join("/")}`] : []), ...own].join(", ");
 }
 
-/** A flag one store's driver declares as its own: a string, empty by default. */
+/** A flag one store's driver declares as its own: a string, empty unless the driver names a default. */
 function driverFlag(flag: StoreFlag): FlagSpec {
   return {
     name: flag.name,
     kind: "string",
     origin: "weft",
-    defaultValue: "",
+    defaultValue: flag.defaultValue ?? "",
     ...(flag.valueName === undefined ? {} : { valueName: flag.valueName }),
     help: flag.help,
     ...(flag.secret === true ? { secret: true } : {}),
@@ -229,6 +229,13 @@ export const FLAGS: readonly FlagSpec[] = [
     defaultValue: "0",
     valueName: "<port>",
     help: "the port for healthz server to listen (0 to disable)",
+  },
+  {
+    name: "route-nexthops",
+    kind: "bool",
+    origin: "weft",
+    defaultValue: "true",
+    help: "program peer routes through kernel nexthop objects (ip nexthop, kernel 5.3 or later; falls back to inline gateways without them)",
   },
   {
     name: "control-socket",

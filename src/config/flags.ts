@@ -1,6 +1,6 @@
 /**
  * The agent's flags: flanneld v0.28.9's names, defaults and `FLANNELD_*` variables, plus weft's own
- * (`--store`, `--store-endpoints`, `--consul-token`, `--nats-creds`, `--dry-run`, `--log-format`, read from
+ * (`--store`, `--store-endpoints`, `--consul-token`, `--nats-creds`, `--nats-replicas`, `--dry-run`, `--log-format`, read from
  * `WEFT_*` variables). The default store is `etcd` (v3), as flanneld, so a flanneld unit file works as is;
  * the embedded SQLite store is opt-in with `--store=sqlite`.
  *
@@ -53,6 +53,8 @@ export interface AgentFlags {
   readonly ipMasq: boolean;
   readonly ipMasqFullyRandomDisable: boolean;
   readonly iptablesForwardRules: boolean;
+  /** Peer routes through nexthop objects when the kernel has them (`--route-nexthops`, default true). */
+  readonly routeNexthops: boolean;
   /** ≥ 1. */
   readonly iptablesResyncSeconds: number;
   readonly healthzIp: string;
@@ -71,6 +73,8 @@ export interface AgentFlags {
   /** Secret: never log it. */
   readonly consulToken: string;
   readonly natsCreds: string;
+  /** Replicas of the NATS bucket when the agent creates it (1..5, checked by the nats driver's rule). */
+  readonly natsReplicas: number;
   readonly dryRun: boolean;
   readonly logFormat: LogFormat;
   /** Where each flag's value came from, by flag name. */
@@ -293,6 +297,7 @@ function build(r: FlagReader, help: boolean): AgentFlags {
     ipMasq: r.bool("ip-masq"),
     ipMasqFullyRandomDisable: r.bool("ip-masq-fully-random-disable"),
     iptablesForwardRules: r.bool("iptables-forward-rules"),
+    routeNexthops: r.bool("route-nexthops"),
     iptablesResyncSeconds: r.int("iptables-resync", 1, 86_400, "must be 1..86400 seconds"),
     healthzIp,
     healthzPort: r.int("healthz-port", 0, 65_535, "must be a port 0..65535 (0 disables the health server)"),
@@ -304,6 +309,7 @@ function build(r: FlagReader, help: boolean): AgentFlags {
     storeEndpoints: r.checked("store-endpoints", () => storeEndpoints(r, store, etcdEndpoints, clientCert)),
     consulToken: r.text("consul-token"),
     natsCreds: r.text("nats-creds"),
+    natsReplicas: Number(driverFlag(r, store, "nats-replicas")),
     dryRun: r.bool("dry-run"),
     logFormat: r.oneOf("log-format", LOG_FORMATS),
     sources: r.sources,
@@ -311,6 +317,21 @@ function build(r: FlagReader, help: boolean): AgentFlags {
   };
   warnOnForeignStoreFlags(r, store, warnings);
   return flags;
+}
+
+/**
+ * A flag of one driver (`StoreDriver.flags`): for the chosen store's driver checked by the rule it
+ * declares; for any other store its default (the value given is warned about as ignored).
+ */
+function driverFlag(r: FlagReader, store: StoreKind, name: string): string {
+  const own = storeDrivers[store].flags.find((flag) => flag.name === name);
+  if (own === undefined) return SPECS.get(name)?.defaultValue ?? "";
+  return r.checked(name, () => {
+    const value = r.text(name);
+    const broken = own.rule?.(value);
+    if (broken !== undefined) throw r.fail(name, value, broken);
+    return value;
+  });
 }
 
 function optionalIpv4(r: FlagReader, name: string): string | undefined {

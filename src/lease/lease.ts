@@ -143,21 +143,28 @@ export function jsonField(object: Record<string, unknown>, name: string): unknow
   return undefined;
 }
 
+/** A key under `<prefix>/subnets/` that can hold a lease, or why it cannot (whatever its value). */
+export type LeaseKeyParse =
+  | { readonly ok: true; readonly subnet: Ipv4Cidr; readonly subnetText: string }
+  | {
+      readonly ok: false;
+      readonly rule: "key" | "default-route" | "outside-network" | "subnet-len";
+      readonly reason: string;
+    };
+
 /**
- * Decodes and validates one store entry under `<prefix>/subnets/` against the cluster's rules: the
- * key is `<prefix>/subnets/<a.b.c.d>-<SubnetLen>` (one segment, no nesting), the subnet lies inside
- * the network, the value is at most 4 KiB of JSON with an IPv4 PublicIP.
+ * The key rules of `parseLease`: `<prefix>/subnets/<a.b.c.d>-<SubnetLen>` (one segment, no nesting),
+ * a subnet inside the network. A key rejected here never holds a lease, whatever value it gets.
  */
-export function parseLease(kv: KeyValue, rules: LeaseRules): LeaseParse {
+export function parseLeaseKey(fullKey: string, rules: LeaseRules): LeaseKeyParse {
   const { network, subnetLen } = rules;
-  if (oversized(kv.value)) return oversizedRejection(kv);
-  const name = kv.key.startsWith(rules.subnets) ? kv.key.slice(rules.subnets.length) : undefined;
+  const name = fullKey.startsWith(rules.subnets) ? fullKey.slice(rules.subnets.length) : undefined;
   if (name === undefined || name.includes("/")) {
-    const reason = `key ${short(kv.key)} is not ${rules.subnets}<a.b.c.d>-<len>: a lease key has no further path segments`;
+    const reason = `key ${short(fullKey)} is not ${rules.subnets}<a.b.c.d>-<len>: a lease key has no further path segments`;
     return { ok: false, rule: "key", reason };
   }
   const key = tryParseSubnetKey(name);
-  if (!key.ok) return { ok: false, rule: "key", reason: `key ${short(kv.key)}: ${key.reason}` };
+  if (!key.ok) return { ok: false, rule: "key", reason: `key ${short(fullKey)}: ${key.reason}` };
   const subnet = key.value.ipv4;
   const subnetText = formatCidr(subnet);
   if (subnet.prefixLen === 0) {
@@ -181,6 +188,18 @@ export function parseLease(kv: KeyValue, rules: LeaseRules): LeaseParse {
       reason: `subnet ${subnetText} is not a /${subnetLen} (the config's SubnetLen): only leases of that length are routed`,
     };
   }
+  return { ok: true, subnet, subnetText };
+}
+
+/**
+ * Decodes and validates one store entry under `<prefix>/subnets/` against the cluster's rules: the
+ * key passes `parseLeaseKey`, the value is at most 4 KiB of JSON with an IPv4 PublicIP.
+ */
+export function parseLease(kv: KeyValue, rules: LeaseRules): LeaseParse {
+  if (oversized(kv.value)) return oversizedRejection(kv);
+  const key = parseLeaseKey(kv.key, rules);
+  if (!key.ok) return key;
+  const { subnet, subnetText } = key;
   let parsed: unknown;
   try {
     parsed = JSON.parse(kv.value);

@@ -1,9 +1,10 @@
 /**
  * The lease watcher: one list of `<prefix>/subnets/`, then one watch from that revision, folded into
- * the current set of valid leases (own lease included). Resync snapshots replace the set (mark and
- * sweep), except a list from a history that went backwards (see `#fold`). Consumers get the whole set on every change — level-triggered, so a missed or coalesced
- * event can never leave them with a partial picture — plus the one key that changed, when only one
- * did, so they can update in O(1) instead of recomputing from the whole set.
+ * the current set of valid leases (own lease included). Lists and resync snapshots replace the set
+ * (mark and sweep), except one from a history that went backwards (see `#fold`). Consumers get the
+ * whole set on every change — level-triggered, so a missed or coalesced event can never leave them
+ * with a partial picture — plus the one key that changed, when only one did, so they can update in
+ * O(1) instead of recomputing from the whole set.
  *
  * A single put or delete is folded in without revalidating every lease when it cannot change which
  * leases win an overlap: all leases share one prefix length before and after (then two leases overlap
@@ -35,6 +36,14 @@ import {
   releaseLargeValues,
 } from "./lease.ts";
 
+/**
+ * After the store's history went backwards (restarted empty, restored from a backup), how long lists
+ * and resyncs only add leases: each agent finds its own lease gone at its next store probe (every 5 s,
+ * every second while the store was down) and re-creates it meanwhile. The list at the end of it
+ * replaces the set, so leases nobody re-created go then.
+ */
+export const BACKWARDS_GRACE_MS = 30_000;
+
 export interface LeaseWatcherOptions {
   readonly store: Store;
   /** `<prefix>/subnets/`. */
@@ -50,6 +59,8 @@ export interface LeaseWatcherOptions {
    * whose lease changed (added, replaced or removed), or undefined when the whole set may differ.
    */
   readonly onChange: (leases: ReadonlyMap<string, Lease>, changedKey: string | undefined) => void;
+  /** See `BACKWARDS_GRACE_MS` (the default). */
+  readonly backwardsGraceMs?: number;
 }
 
 export class LeaseWatcher {
@@ -68,6 +79,9 @@ export class LeaseWatcher {
   #synced = false;
   #revision: Revision = 0n;
   #restart: AbortController | undefined;
+  #signal: AbortSignal | undefined;
+  /** Until then (clock ms) lists and resyncs only add: the store's history went backwards. */
+  #addOnlyUntil = Number.NEGATIVE_INFINITY;
   readonly #rules: LeaseRules;
 
   constructor(options: LeaseWatcherOptions) {
@@ -105,6 +119,7 @@ export class LeaseWatcher {
       const result = parsed?.get(kv.key);
       if (result !== undefined) this.#parsed.set(kv.key, { revision: kv.revision, result });
     }
+    this.#signal = signal;
     let backoff = 100;
     let snapshot = initial;
     while (!signal.aborted) {
@@ -141,22 +156,32 @@ export class LeaseWatcher {
 
   #fold({ entries, revision }: ListResult): Revision {
     // A store whose history went backwards (restarted empty, restored from a backup) lists fewer leases
-    // than exist while their agents re-create them: such a list only adds, the next one replaces.
-    const backwards = this.#synced && revision < this.#revision;
-    if (backwards)
-      this.#o.log.warn(
-        "the store's revision went backwards (emptied or restored?); keeping known leases until the next listing",
-        {
-          revision: String(revision),
-          seen: String(this.#revision),
-        },
-      );
-    else this.#clear();
+    // than exist while their agents re-create them: lists and resyncs only add for a while (a driver's
+    // resync and the agent's list can both come from the emptied store), then one list replaces.
+    if (this.#synced && revision < this.#revision) this.#wentBackwards(revision);
+    if (this.#o.clock.now() >= this.#addOnlyUntil) this.#clear();
     for (const kv of entries) this.#admit(kv);
     this.#synced = true;
     this.#revision = revision;
     this.#publishAll();
     return revision;
+  }
+
+  /** Starts (or extends) the time lists only add, and lists again at its end. */
+  #wentBackwards(revision: Revision): void {
+    const { clock, log } = this.#o;
+    const graceMs = this.#o.backwardsGraceMs ?? BACKWARDS_GRACE_MS;
+    this.#addOnlyUntil = clock.now() + graceMs;
+    log.warn(
+      "the store's revision went backwards (emptied or restored?); keeping known leases while their agents re-create them",
+      { revision: String(revision), seen: String(this.#revision), forMs: graceMs },
+    );
+    const signal = this.#signal;
+    if (signal === undefined) return;
+    void clock.sleep(graceMs, signal).then(() => {
+      // Only the latest of these lists (an earlier one finds the time extended).
+      if (!signal.aborted && clock.now() >= this.#addOnlyUntil) this.relist();
+    });
   }
 
   async #watch(after: Revision, signal: AbortSignal): Promise<void> {
@@ -173,12 +198,10 @@ export class LeaseWatcher {
         this.#revision = event.revision;
         this.#publishOne(event.key);
       } else {
-        this.#revision = event.revision;
         this.#o.metrics.watchResyncs.inc({ cause: event.cause });
         this.#o.log.info("lease watch resynced", { cause: event.cause, leases: event.entries.length });
-        this.#clear();
-        for (const kv of event.entries) this.#admit(kv);
-        this.#publishAll();
+        // A driver that reconnects to an emptied server resyncs to its (lower) revision: same rule as a list.
+        this.#fold(event);
       }
     }
   }

@@ -25,13 +25,13 @@ import {
   leaseKey,
   leaseRules,
   parseLease,
+  parseLeaseKey,
   subnetsPrefix,
   withoutLargeValue,
 } from "../lease/lease.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
-import { cidrContainsCidr, formatCidr, type Ipv4Cidr } from "../net/ipv4.ts";
-import { tryParseSubnetKey } from "../net/subnet-key.ts";
+import { formatCidr, type Ipv4Cidr } from "../net/ipv4.ts";
 import { type AllocateInput, allocateSubnet, cryptoRandomInt, type LeaseView } from "./allocate.ts";
 
 /** This host's lease as last written. */
@@ -358,9 +358,11 @@ export class SubnetManager {
 }
 
 /**
- * Every entry whose key names a subnet inside the network (and smaller than it) counts as taken, even
- * with a garbage value: creating that key would fail anyway. Keys outside the network or covering all
- * of it (`0.0.0.0-0`) are ignored, so one bad key cannot make every subnet look taken.
+ * Every entry whose key can hold a lease (`parseLeaseKey`: one segment under `<prefix>/subnets/`, a
+ * subnet of SubnetLen inside the network) counts as taken, even with a garbage value: creating that
+ * key would fail anyway. A key rejected for itself — nested, of another length (one covering many
+ * subnets, such as the whole Network), outside the network — never holds a lease and is never
+ * routed, so it takes no space: one bad key cannot make subnets look taken.
  */
 export function leaseViews(
   entries: readonly KeyValue[],
@@ -370,14 +372,12 @@ export function leaseViews(
   const out: { kv: KeyValue; view: LeaseView; parsed: LeaseParse }[] = [];
   const rules = leaseRules(config, prefix);
   for (const kv of entries) {
-    const key = tryParseSubnetKey(kv.key);
+    const key = parseLeaseKey(kv.key, rules);
     if (!key.ok) continue;
-    const subnet = key.value.ipv4;
-    if (!cidrContainsCidr(config.network, subnet) || subnet.prefixLen <= config.network.prefixLen) continue;
     const parsed = parseLease(kv, rules);
     out.push({
       kv,
-      view: { subnet: key.value.ipv4, publicIp: parsed.ok ? parsed.lease.publicIP : "", expires: kv.expires },
+      view: { subnet: key.subnet, publicIp: parsed.ok ? parsed.lease.publicIP : "", expires: kv.expires },
       parsed,
     });
   }

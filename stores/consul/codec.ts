@@ -177,28 +177,117 @@ export function stringify(value: unknown): string {
   );
 }
 
-/** One KV entry of an answer (`Value` is base64 or null). */
-export function toEntry(v: unknown, endpoint: string): ConsulEntry {
-  if (!isObject(v) || typeof v.Key !== "string" || !isIndex(v.ModifyIndex) || !isIndex(v.CreateIndex)) {
+/**
+ * An index field as JSON.parse left it: a digit string (`parseJson`'s exact form) or a number that
+ * is an exact non-negative integer; undefined for anything else.
+ */
+function indexField(v: unknown): Revision | undefined {
+  if (typeof v === "number") return Number.isSafeInteger(v) && v >= 0 ? BigInt(v) : undefined;
+  return isIndex(v) ? BigInt(v) : undefined;
+}
+
+/** True when an index field as JSON.parse left it (see `indexField`) is exactly `index`. */
+function sameIndex(index: Revision, v: unknown): boolean {
+  if (typeof v === "number") return Number.isSafeInteger(v) && Number(index) === v;
+  return typeof v === "string" && index.toString() === v;
+}
+
+/** A number JSON.parse could not keep exact: the body must be parsed again with `parseJson`. */
+const isInexact = (v: unknown) => typeof v === "number" && v > Number.MAX_SAFE_INTEGER;
+const INEXACT = Symbol("inexact index");
+
+/**
+ * The base64 `Value` each decoded entry came from (null and absent as ""). With the indexes and the
+ * session it tells that a later answer holds the very same entry, which is then reused undecoded.
+ */
+const decodedFrom = new WeakMap<ConsulEntry, string>();
+
+function decodeEntry(
+  v: unknown,
+  endpoint: string,
+  previous: Snapshot | undefined,
+): ConsulEntry | typeof INEXACT {
+  if (!isObject(v) || typeof v.Key !== "string") {
     throw protocol(endpoint, `a KV entry without Key or indexes: ${previewJson(v)}`);
   }
   if (v.Value !== null && v.Value !== undefined && typeof v.Value !== "string") {
     throw protocol(endpoint, `a non-text Value for ${v.Key}`);
   }
-  return {
-    key: `/${v.Key}`,
-    value: typeof v.Value === "string" ? Buffer.from(v.Value, "base64").toString("utf8") : "",
-    createIndex: BigInt(v.CreateIndex),
-    modifyIndex: BigInt(v.ModifyIndex),
-    session: typeof v.Session === "string" && v.Session !== "" ? v.Session : undefined,
+  const key = `/${v.Key}`;
+  const raw = typeof v.Value === "string" ? v.Value : "";
+  const session = typeof v.Session === "string" && v.Session !== "" ? v.Session : undefined;
+  const was = previous?.entries.get(key);
+  if (
+    was !== undefined &&
+    sameIndex(was.modifyIndex, v.ModifyIndex) &&
+    sameIndex(was.createIndex, v.CreateIndex) &&
+    was.session === session &&
+    decodedFrom.get(was) === raw
+  ) {
+    return was;
+  }
+  const createIndex = indexField(v.CreateIndex);
+  const modifyIndex = indexField(v.ModifyIndex);
+  if (createIndex === undefined || modifyIndex === undefined) {
+    if (isInexact(v.CreateIndex) || isInexact(v.ModifyIndex)) return INEXACT;
+    throw protocol(endpoint, `a KV entry without Key or indexes: ${previewJson(v)}`);
+  }
+  const entry: ConsulEntry = {
+    key,
+    value: raw === "" ? "" : Buffer.from(raw, "base64").toString("utf8"),
+    createIndex,
+    modifyIndex,
+    session,
   };
+  decodedFrom.set(entry, raw);
+  return entry;
 }
 
-/** The entries of a `GET /v1/kv/...` body (a JSON array). */
-export function parseEntries(body: string, endpoint: string): ConsulEntry[] {
-  const v = parseJson(body, endpoint);
+/** One KV entry of an answer (`Value` is base64 or null), as `parseJson` parsed it. */
+export function toEntry(v: unknown, endpoint: string): ConsulEntry {
+  const entry = decodeEntry(v, endpoint, undefined);
+  if (entry === INEXACT) throw protocol(endpoint, `a KV entry without Key or indexes: ${previewJson(v)}`);
+  return entry;
+}
+
+function decodeList(
+  v: unknown,
+  body: string,
+  endpoint: string,
+  previous: Snapshot | undefined,
+): ConsulEntry[] | typeof INEXACT {
   if (!Array.isArray(v)) throw protocol(endpoint, `a KV answer that is not a list: ${body.slice(0, 200)}`);
-  return v.map((item) => toEntry(item, endpoint));
+  const entries: ConsulEntry[] = [];
+  for (const item of v) {
+    const entry = decodeEntry(item, endpoint, previous);
+    if (entry === INEXACT) return INEXACT;
+    entries.push(entry);
+  }
+  return entries;
+}
+
+/**
+ * The entries of a `GET /v1/kv/...` body (a JSON array). A blocking query answers the whole prefix
+ * after every change, so the work per answer is kept to what changed:
+ * - the body is parsed once with plain JSON.parse; only when an index is beyond 2^53 (where a JSON
+ *   number is no longer exact) is it parsed again with `parseJson`'s exact indexes;
+ * - an entry of `previous` (an earlier answer for the same prefix) whose key, CreateIndex,
+ *   ModifyIndex, session and base64 value are all unchanged is returned as that same object, without
+ *   decoding its value again. Anything else (a new write, a key deleted and created again, another
+ *   session) is decoded from the body.
+ */
+export function parseEntries(body: string, endpoint: string, previous?: Snapshot): ConsulEntry[] {
+  let fast: unknown;
+  try {
+    fast = JSON.parse(body);
+  } catch (err) {
+    throw protocol(endpoint, `a body that is not JSON: ${body.slice(0, 200)}`, err);
+  }
+  const entries = decodeList(fast, body, endpoint, previous);
+  if (entries !== INEXACT) return entries;
+  const exact = decodeList(parseJson(body, endpoint), body, endpoint, previous);
+  if (exact !== INEXACT) return exact;
+  throw protocol(endpoint, `a KV entry whose index is not an exact integer: ${body.slice(0, 200)}`);
 }
 
 export function toKeyValue(entry: ConsulEntry, ttlSeconds?: number): KeyValue {
@@ -313,7 +402,9 @@ export function failureError(status: number, body: string, endpoint: string, key
 
 /** A snapshot from a read's entries and index. */
 export function snapshotOf(index: Revision, entries: readonly ConsulEntry[]): Snapshot {
-  return { index, entries: new Map(entries.map((e) => [e.key, e])) };
+  const map = new Map<string, ConsulEntry>();
+  for (const e of entries) map.set(e.key, e);
+  return { index, entries: map };
 }
 
 const byKey = (x: ConsulEntry, y: ConsulEntry) => (x.key < y.key ? -1 : x.key > y.key ? 1 : 0);
@@ -385,11 +476,13 @@ export function diffSnapshots(prev: Snapshot, next: Snapshot): SnapshotDiff {
   const recreated: string[] = [];
   for (const [key, e] of next.entries) {
     const was = prev.entries.get(key);
+    if (was === e) continue; // reused by parseEntries: unchanged
     if (was === undefined) puts.push(e);
     else if (was.createIndex !== e.createIndex) recreated.push(key);
     else if (was.modifyIndex !== e.modifyIndex) puts.push(e);
   }
-  const deleted = [...prev.entries.values()].filter((e) => !next.entries.has(e.key));
+  const deleted: ConsulEntry[] = [];
+  for (const [key, e] of prev.entries) if (!next.entries.has(key)) deleted.push(e);
   return { kind: "changes", puts, deleted, recreated };
 }
 

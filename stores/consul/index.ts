@@ -70,12 +70,12 @@ const LISTED_PREFIXES = 32;
  * Expiry is exact on the server from a 20 s TTL (2 × the default `session_ttl_min`); below that only
  * while the writing client runs. Deletes whose session is gone are reported as expiries.
  */
-const CAPABILITIES: Capabilities = {
+export const CAPABILITIES: Capabilities = Object.freeze({
   serverTtl: true,
   multiHost: true,
   expiryReason: true,
   minTtlSeconds: 20,
-};
+});
 
 export class ConsulStore implements Store {
   readonly name = "consul" as const;
@@ -89,12 +89,21 @@ export class ConsulStore implements Store {
   readonly #sessions: SessionBook;
   /** Snapshots `list` returned, by Consul prefix, oldest first. */
   readonly #listed = new Map<string, Snapshot[]>();
+  /**
+   * The newest snapshot read of each prefix (at most LISTED_PREFIXES, least recently read first): the
+   * next answer for that prefix reuses its unchanged entries instead of decoding them again. It is the
+   * watch's own state, so it costs no second copy of the prefix.
+   */
+  readonly #decoded = new Map<string, Snapshot>();
 
   constructor(options: StoreOptions, runtime: StoreRuntimeOptions = {}) {
     this.#life = new StoreLifecycle("consul", runtime.clock);
     this.#http = new HttpEndpoints(options);
     this.#logger = options.logger;
-    this.#sessions = new SessionBook((req, signal) => this.#send(req, signal), options.logger);
+    this.#sessions = new SessionBook((req, signal) => this.#send(req, signal), {
+      logger: options.logger,
+      clock: this.#life.clock,
+    });
     this.#requestMs = options.requestTimeoutMs ?? 5_000;
     const token = options.token || process.env.CONSUL_HTTP_TOKEN || undefined;
     this.#headers = token === undefined ? {} : { "x-consul-token": token };
@@ -268,6 +277,7 @@ export class ConsulStore implements Store {
     return this.#life.close(() => {
       this.#sessions.close();
       this.#listed.clear();
+      this.#decoded.clear();
     });
   }
 
@@ -298,7 +308,16 @@ export class ConsulStore implements Store {
       throw authError(answer.endpoint, `/${prefix}`, "the token may not read every key under this prefix");
     }
     const at = requireIndex(answer.headers.get("x-consul-index"), answer.endpoint);
-    return snapshotOf(at, answer.status === 404 ? [] : parseEntries(answer.body, answer.endpoint));
+    const previous = this.#decoded.get(prefix);
+    const entries = answer.status === 404 ? [] : parseEntries(answer.body, answer.endpoint, previous);
+    const snapshot = snapshotOf(at, entries);
+    this.#decoded.delete(prefix); // re-inserted last: the map's order is least recently read first
+    this.#decoded.set(prefix, snapshot);
+    for (const oldest of this.#decoded.keys()) {
+      if (this.#decoded.size <= LISTED_PREFIXES) break;
+      this.#decoded.delete(oldest);
+    }
+    return snapshot;
   }
 
   async #entry(consul: string, key: string): Promise<ConsulEntry | undefined> {

@@ -6,6 +6,7 @@
  */
 import { hostname } from "node:os";
 import type { HttpAnswer, HttpRequest } from "../http.ts";
+import { type StoreClock, systemStoreClock } from "../runtime.ts";
 import type { StoreLogger } from "../store.ts";
 import {
   failureError,
@@ -22,23 +23,38 @@ export interface OwnSession {
   readonly key: string;
   readonly sessionMs: number;
   keyTtlMs: number;
-  /** When the key's TTL runs out unless renewed (ms, `performance.now()` clock). */
+  /** When the key's TTL runs out unless renewed (ms since the epoch, on the store's clock). */
   deadline: number;
-  /** Set when the server would keep the key longer than its TTL: destroys the session on time. */
-  timer: ReturnType<typeof setTimeout> | undefined;
+  /**
+   * Set when the server would keep the key longer than its TTL: aborting it cancels the wait on the
+   * store's clock that destroys the session on time.
+   */
+  timer: AbortController | undefined;
+}
+
+/** What the book needs besides the transport. */
+export interface SessionBookOptions {
+  readonly logger?: StoreLogger | undefined;
+  /** The store's clock: deadlines and the waits that end sessions on time (default: the system clock). */
+  readonly clock?: StoreClock | undefined;
 }
 
 export class SessionBook {
   readonly #send: (req: HttpRequest, signal?: AbortSignal) => Promise<HttpAnswer>;
   readonly #logger: StoreLogger | undefined;
+  readonly #clock: StoreClock;
   readonly #sessions = new Map<string, OwnSession>();
   /** The server's smallest session TTL, learned from its refusal of a shorter one. */
   #minMs = 0;
   #closed = false;
 
-  constructor(send: (req: HttpRequest, signal?: AbortSignal) => Promise<HttpAnswer>, logger?: StoreLogger) {
+  constructor(
+    send: (req: HttpRequest, signal?: AbortSignal) => Promise<HttpAnswer>,
+    options: SessionBookOptions = {},
+  ) {
     this.#send = send;
-    this.#logger = logger;
+    this.#logger = options.logger;
+    this.#clock = options.clock ?? systemStoreClock;
   }
 
   /** The session of this client with this id, if it still counts it as holding its key. */
@@ -56,7 +72,7 @@ export class SessionBook {
     const mine = this.get(id);
     return mine === undefined
       ? undefined
-      : Math.max(0, Math.ceil((mine.deadline - performance.now()) / 1_000));
+      : Math.max(0, Math.ceil((mine.deadline - this.#clock.now()) / 1_000));
   }
 
   /** Creates a session for `key` (not yet owned), learning the server's minimum TTL from a refusal. */
@@ -80,7 +96,7 @@ export class SessionBook {
       if (typeof body?.ID !== "string") {
         throw protocol(answer.endpoint, `a session without ID: ${answer.body.slice(0, 200)}`);
       }
-      const deadline = performance.now() + keyTtlMs;
+      const deadline = this.#clock.now() + keyTtlMs;
       return { id: body.ID, key, sessionMs, keyTtlMs, deadline, timer: undefined };
     }
   }
@@ -127,27 +143,31 @@ export class SessionBook {
   }
 
   disown(session: OwnSession): void {
-    clearTimeout(session.timer);
+    session.timer?.abort();
+    session.timer = undefined;
     if (this.#sessions.get(session.id) === session) this.#sessions.delete(session.id);
   }
 
   /** Restarts the key's TTL; when the server would keep the key longer, ends its session on time. */
   arm(session: OwnSession): void {
-    clearTimeout(session.timer);
+    session.timer?.abort();
     session.timer = undefined;
-    session.deadline = performance.now() + session.keyTtlMs;
-    if (2 * session.sessionMs <= session.keyTtlMs) return;
-    session.timer = setTimeout(() => {
+    session.deadline = this.#clock.now() + session.keyTtlMs;
+    if (this.#closed || 2 * session.sessionMs <= session.keyTtlMs) return;
+    const timer = new AbortController();
+    session.timer = timer;
+    void this.#clock.sleep(session.keyTtlMs, timer.signal, { unref: true }).then(() => {
+      // Aborted: renewed (re-armed), disowned, or the store closed.
+      if (timer.signal.aborted || this.#closed) return;
       this.disown(session);
       void this.destroy(session.id);
-    }, session.keyTtlMs);
-    session.timer.unref?.();
+    });
   }
 
-  /** Stops every timer. The sessions stay on the server and expire by themselves. */
+  /** Cancels every wait. The sessions stay on the server and expire by themselves. */
   close(): void {
     this.#closed = true;
-    for (const session of this.#sessions.values()) clearTimeout(session.timer);
+    for (const session of this.#sessions.values()) session.timer?.abort();
     this.#sessions.clear();
   }
 }

@@ -5,6 +5,14 @@
  * an index that goes backwards restarts from 0 with a resync, the index stays ≥ 1, and the loop is
  * paced by a token bucket. Network failures back off and retry until the watch is aborted or the store
  * closes; only faults retrying cannot fix (Auth, Protocol) end it, by throwing.
+ *
+ * Reconnecting: attempts that fail start at most once a second (`RETRY_MAX_MS`), and one that already
+ * took that long is followed at once, instead of a backoff of seconds being slept out after the
+ * server is back. A Consul that runs but has no leader yet (restarting, electing) holds reads, and
+ * answers them up to seconds after it leads, while a read sent once it leads is answered at once; so
+ * while reconnecting, a fresh read goes out every `HEDGE_MS` that no read has answered, and the first
+ * answer wins (`reconnectRead`). One log line when the server is lost, one every 30 s while it stays
+ * away, one when it answers again.
  */
 
 import { ClosedError, UnavailableError } from "../errors.ts";
@@ -38,6 +46,21 @@ const CAP_RATE = 200;
 const CAP_BURST = 50;
 /** Deleted keys whose tombstone index is looked up at once. */
 const LOOKUPS_AT_ONCE = 8;
+/**
+ * Reconnect pacing: from 100 ms, doubling to at most 1 s between the starts of two attempts. One
+ * attempt against a server that is down costs a refused connect (the agent's store probe makes one a
+ * second too); a longer cap only delays the watch after the server is back.
+ */
+const RETRY_MIN_MS = 100;
+const RETRY_MAX_MS = 1_000;
+/** While the server stays away, one log line per this long. */
+const RETRY_LOG_EVERY_MS = 30_000;
+/**
+ * While reconnecting, a fresh read this long after the last one that has not answered yet; at most
+ * `HEDGE_MAX` in flight (the oldest is dropped), so each may run for the whole request timeout (5 s).
+ */
+const HEDGE_MS = 500;
+const HEDGE_MAX = 10;
 
 /** What a watch needs from its store, which keeps the transport, the sessions and the listings. */
 export interface WatchDeps {
@@ -94,7 +117,9 @@ async function watchLoop(
 ): Promise<void> {
   const consul = consulPrefix(prefix);
   const clock = deps.clock ?? systemStoreClock;
-  const retry = new Backoff(100, 5_000, clock);
+  const retry = new Backoff(RETRY_MIN_MS, RETRY_MAX_MS, clock);
+  /** The current run of failed attempts: when it began, how many, when it was last logged. */
+  let outage: { since: number; attempts: number; loggedAt: number } | undefined;
   const stallPace = new TokenBucket(STALL_RATE, STALL_BURST, performance.now());
   const cap = new TokenBucket(CAP_RATE, CAP_BURST, performance.now());
   let progressed = true;
@@ -110,13 +135,26 @@ async function watchLoop(
     queue.push({ type: "resync", entries, revision: snapshot.index, cause });
   };
   while (!signal.aborted) {
+    let attemptAt = clock.now();
     try {
       const now = performance.now();
       const wait = Math.max(cap.take(now), progressed ? 0 : stallPace.take(now));
       if (wait > 0) await clock.sleep(wait, signal);
       if (signal.aborted) return;
-      const snapshot = await deps.read(consul, index, signal);
+      attemptAt = clock.now();
+      const snapshot =
+        outage === undefined || index > 0n
+          ? await deps.read(consul, index, signal)
+          : await reconnectRead(deps, consul, signal, clock);
       retry.reset();
+      if (outage !== undefined) {
+        deps.logger?.info("consul watch reached its server again", {
+          prefix,
+          attempts: outage.attempts,
+          downMs: Math.round(clock.now() - outage.since),
+        });
+        outage = undefined;
+      }
       if (state === undefined) {
         const start = startOutcome(after, deps.baseline(consul, after), snapshot);
         if (start.kind === "resync") resync(snapshot, start.cause);
@@ -144,13 +182,84 @@ async function watchLoop(
     } catch (err) {
       if (signal.aborted) return;
       if (!(err instanceof UnavailableError)) throw err;
-      const delay = retry.delay();
+      const failedAt = clock.now();
+      // The pace is between attempts' starts: time the failed one took counts as waited.
+      const delay = Math.max(0, retry.delay() - (failedAt - attemptAt));
       const fields = { prefix, index: String(index), retryInMs: Math.round(delay), error: err.message };
-      deps.logger?.warn("consul watch lost its server; retrying", fields);
-      await clock.sleep(delay, signal);
+      if (outage === undefined) {
+        outage = { since: attemptAt, attempts: 1, loggedAt: failedAt };
+        deps.logger?.warn("consul watch lost its server; retrying", fields);
+      } else {
+        outage.attempts++;
+        if (failedAt - outage.loggedAt >= RETRY_LOG_EVERY_MS) {
+          outage.loggedAt = failedAt;
+          deps.logger?.warn("consul watch still cannot reach its server; retrying", {
+            ...fields,
+            attempts: outage.attempts,
+            downMs: Math.round(failedAt - outage.since),
+          });
+        }
+      }
+      if (delay > 0) await clock.sleep(delay, signal);
       index = 0n;
       progressed = false;
     }
+  }
+}
+
+/**
+ * A read of `prefix` (index 0) while reconnecting: the first answer of a read sent now and another one
+ * every `HEDGE_MS` while none has answered; the others are aborted. Rejects with the last failure
+ * once every read sent has failed (the caller backs off), or when `signal` aborts.
+ */
+async function reconnectRead(
+  deps: WatchDeps,
+  prefix: string,
+  signal: AbortSignal,
+  clock: StoreClock,
+): Promise<Snapshot> {
+  const inFlight: AbortController[] = [];
+  let answer: Snapshot | undefined;
+  let failure: unknown;
+  /** Aborted when a read settles, to end the wait for the next one early. */
+  let settled = new AbortController();
+  let sentAt = 0;
+  const send = () => {
+    const own = new AbortController();
+    inFlight.push(own);
+    sentAt = clock.now();
+    deps
+      .read(prefix, 0n, AbortSignal.any([signal, own.signal]))
+      .then(
+        (snapshot) => {
+          answer ??= snapshot;
+        },
+        (err: unknown) => {
+          if (!own.signal.aborted) failure = err;
+        },
+      )
+      .finally(() => {
+        const at = inFlight.indexOf(own);
+        if (at >= 0) inFlight.splice(at, 1);
+        settled.abort();
+      });
+  };
+  try {
+    send();
+    for (;;) {
+      await clock.sleep(Math.max(0, sentAt + HEDGE_MS - clock.now()), settled.signal);
+      // Cut short by a read that settled, or HEDGE_MS after the last one was sent.
+      const early = settled.signal.aborted;
+      settled = new AbortController();
+      if (signal.aborted) throw signal.reason;
+      if (answer !== undefined) return answer;
+      if (inFlight.length === 0) throw failure;
+      if (early) continue;
+      if (inFlight.length >= HEDGE_MAX) inFlight[0]?.abort();
+      send();
+    }
+  } finally {
+    for (const own of inFlight) own.abort();
   }
 }
 

@@ -1,5 +1,5 @@
 import type { StoreDriver } from "../driver.ts";
-import { Etcd2Store } from "./index.ts";
+import { CAPABILITIES, Etcd2Store } from "./index.ts";
 
 /** etcd's v2 keys API: `--store=etcd2`. */
 export const etcd2Driver: StoreDriver = {
@@ -8,5 +8,7 @@ export const etcd2Driver: StoreDriver = {
   defaultEndpoint: undefined,
   uses: { tls: true, userPassword: true },
   flags: [],
+  capabilities: CAPABILITIES,
+  learnedOnConnect: [],
   open: (options, runtime) => new Etcd2Store(options, runtime),
 };

@@ -53,7 +53,13 @@ const HISTORY_LOOKUP_MS = 1_000;
 /** How often renew re-reads a key that changed between its read and its refresh. */
 const RENEW_ATTEMPTS = 3;
 
-const CAPABILITIES: Capabilities = { serverTtl: true, multiHost: true, expiryReason: true, minTtlSeconds: 1 };
+/** What every etcd v2 store can do (declared by its driver). */
+export const CAPABILITIES: Capabilities = Object.freeze({
+  serverTtl: true,
+  multiHost: true,
+  expiryReason: true,
+  minTtlSeconds: 1,
+});
 const FORM = { "content-type": "application/x-www-form-urlencoded" } as const;
 
 /** The outcome of one long poll: an answer, or a poll that ended with nothing to say. */

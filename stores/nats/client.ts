@@ -5,8 +5,9 @@
  * StoreError naming the endpoint.
  *
  * Connecting (on first use; a failed attempt is retried by the next call) also reads the server
- * version and prepares the bucket: a KV bucket with history 1 and, on servers that expire messages
- * themselves (≥ 2.11.2), per-message TTL plus delete markers that watchers see.
+ * version and prepares the bucket: a KV bucket with history 1, created with the configured replicas
+ * (`--nats-replicas`; an existing bucket keeps its own, with one warning) and, on servers that expire
+ * messages themselves (≥ 2.11.2), per-message TTL plus delete markers that watchers see.
  */
 import { readFileSync } from "node:fs";
 import type { JetStreamClient, JetStreamManager, StreamUpdateConfig } from "@nats-io/jetstream";
@@ -22,6 +23,8 @@ import { type Snapshot, takeSnapshot } from "./snapshot.ts";
 
 /** How long the server keeps the marker of an expired key (watchers further behind resync). */
 export const MARKER_TTL_MS = 15 * 60_000;
+/** Time limit of a `quick` read (see `streamBounds`). */
+export const PROBE_TIMEOUT_MS = 1_000;
 /** JetStream's "wrong last sequence" error codes: a compare-and-swap lost. */
 const WRONG_LAST_SEQUENCE = new Set([10071, 10164]);
 
@@ -31,6 +34,8 @@ export interface Connected {
   readonly nc: NatsConnection;
   readonly js: JetStreamClient;
   readonly jsm: JetStreamManager;
+  /** The same manager with a `PROBE_TIMEOUT_MS` time limit, for reads worth repeating soon. */
+  readonly probe: JetStreamManager;
   readonly version: string;
   /** The server expires keys and marks the expiry itself (≥ 2.11.2); else clients sweep. */
   readonly serverTtl: boolean;
@@ -56,9 +61,13 @@ export class NatsClient {
   #online = true;
   readonly #onlineWaiters = new Set<() => void>();
   readonly #clock: StoreClock;
+  /** Replicas of the bucket when this client creates it. */
+  readonly #replicas: number;
+  #warnedReplicas = false;
 
-  constructor(options: StoreOptions, bucket: string, clock: StoreClock = systemStoreClock) {
+  constructor(options: StoreOptions, bucket: string, replicas: number, clock: StoreClock = systemStoreClock) {
     this.#options = options;
+    this.#replicas = replicas;
     this.#clock = clock;
     this.#logger = options.logger;
     this.bucket = bucket;
@@ -129,10 +138,16 @@ export class NatsClient {
     });
   }
 
-  /** The stream's first and last sequence now. */
-  streamBounds(): Promise<{ readonly first: bigint; readonly last: bigint }> {
-    return this.#retrying(async ({ jsm }) => {
-      const { state } = await jsm.streams.info(this.stream);
+  /**
+   * The stream's first and last sequence now. `quick`: within `PROBE_TIMEOUT_MS` instead of the
+   * request time limit (a stream electing a leader answers no request sent meanwhile, not even after
+   * the election, so a caller that retries anyway learns sooner by asking again).
+   */
+  streamBounds(
+    options: { readonly quick?: boolean } = {},
+  ): Promise<{ readonly first: bigint; readonly last: bigint }> {
+    return this.#retrying(async ({ jsm, probe }) => {
+      const { state } = await (options.quick === true ? probe : jsm).streams.info(this.stream);
       return { first: BigInt(state.first_seq), last: BigInt(state.last_seq) };
     });
   }
@@ -260,9 +275,13 @@ export class NatsClient {
       const serverTtl = hasServerTtl(version);
       const js = lib.jetstream.jetstream(nc, { timeout: this.timeoutMs });
       const jsm = await lib.jetstream.jetstreamManager(nc, { timeout: this.timeoutMs });
+      const probe = await lib.jetstream.jetstreamManager(nc, {
+        timeout: Math.min(PROBE_TIMEOUT_MS, this.timeoutMs),
+        checkAPI: false,
+      });
       await this.#prepareBucket(lib, js, jsm, serverTtl);
       if (this.#closed) throw new ClosedError("nats");
-      const connected: Connected = { lib, nc, js, jsm, version, serverTtl };
+      const connected: Connected = { lib, nc, js, jsm, probe, version, serverTtl };
       this.#current = connected;
       this.#logger?.info("nats: connected", {
         endpoint: this.endpoint,
@@ -323,8 +342,31 @@ export class NatsClient {
     serverTtl: boolean,
   ): Promise<void> {
     const kvm = new lib.kv.Kvm(js);
-    await kvm.create(this.bucket, { history: 1, ...(serverTtl ? { markerTTL: MARKER_TTL_MS } : {}) });
+    const replicas = this.#replicas;
+    try {
+      // Reads the bucket's stream, and adds it only if it is missing.
+      await kvm.create(this.bucket, {
+        history: 1,
+        replicas,
+        ...(serverTtl ? { markerTTL: MARKER_TTL_MS } : {}),
+      });
+    } catch (err) {
+      if (replicas === 1 || !(err instanceof lib.jetstream.JetStreamApiError)) throw err;
+      throw new StoreError(
+        StoreErrorCode.Invalid,
+        `NATS at ${this.endpoint} refused to create bucket ${this.bucket} (stream ${this.stream}) with ${replicas} replicas (--nats-replicas=${replicas}): ${err.message} (error code ${err.code}); the bucket needs at least ${replicas} JetStream servers in one cluster: lower --nats-replicas, or create the bucket yourself`,
+        { endpoint: this.endpoint, cause: err },
+      );
+    }
     const { config } = await jsm.streams.info(this.stream);
+    if (config.num_replicas !== replicas && !this.#warnedReplicas) {
+      this.#warnedReplicas = true;
+      this.#logger?.warn("nats: the bucket exists with another replica count; using it as it is", {
+        stream: this.stream,
+        replicas: config.num_replicas,
+        requested: replicas,
+      });
+    }
     const fix: Partial<StreamUpdateConfig> = {};
     if (config.max_msgs_per_subject !== 1) fix.max_msgs_per_subject = 1;
     if (serverTtl && config.allow_msg_ttl !== true) fix.allow_msg_ttl = true;
@@ -397,7 +439,7 @@ export class NatsClient {
   }
 }
 
-/** Idle heartbeat of every consumer feed; a watch that hears nothing for 3 of them reopens its feed. */
+/** Idle heartbeat of a consumer feed that names none (watches and snapshots name their own). */
 export const HEARTBEAT_MS = 5_000;
 
 function isNoResponders(err: unknown, lib: NatsLib | undefined): boolean {

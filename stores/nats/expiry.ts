@@ -6,9 +6,10 @@
  * A key written with a TTL carries `Weft-TTL: <seconds>`; it expires at the server's timestamp of that
  * write plus the TTL. Reads hide a key past its expiry at once. Removing it, so that every watcher
  * sees a `delete` with reason "expired", is the job of one agent at a time:
- * - Every connected store runs a `Sweeper` that ticks every second. The lock is the message on the
- *   driver's own subject `$KV.<bucket>.==.sweeper` holding the holder's id; it is taken or renewed
- *   with a compare-and-swap on that subject and counts as abandoned 10 s after its last write.
+ * - Every connected store runs a `Sweeper` that ticks every second on the store's clock. The lock is
+ *   the message on the driver's own subject `$KV.<bucket>.==.sweeper` holding the holder's id; it is
+ *   taken or renewed with a compare-and-swap on that subject and counts as abandoned 10 s after its
+ *   last write.
  * - The holder reads the headers of the last message of every subject (one snapshot) and writes a
  *   deletion marker (`KV-Operation: DEL`, `Weft-Reason: expired`, `Weft-Swept-By: <id>`) for each
  *   expired key, as a compare-and-swap on the key's revision: a key renewed or rewritten meanwhile is
@@ -17,6 +18,7 @@
  * clocks within about a second of the server's (NTP), as flannel's own lease times assume.
  */
 import { isStoreError, StoreErrorCode } from "../errors.ts";
+import { repeat, type StoreClock, systemStoreClock } from "../runtime.ts";
 import type { StoreLogger } from "../store.ts";
 import type { NatsClient } from "./client.ts";
 import {
@@ -43,6 +45,10 @@ export interface SweeperOptions {
   readonly id: string;
   readonly logger: StoreLogger | undefined;
   readonly now: () => number;
+  /** The store's clock, which the rounds wait on (default: the system clock). */
+  readonly clock?: StoreClock | undefined;
+  /** The store's signal: the rounds end when it aborts (the store closes). */
+  readonly signal?: AbortSignal | undefined;
   readonly intervalMs?: number | undefined;
 }
 
@@ -62,9 +68,10 @@ export class Sweeper {
   readonly #logger: StoreLogger | undefined;
   readonly #now: () => number;
   readonly #intervalMs: number;
-  #timer: ReturnType<typeof setTimeout> | undefined;
-  #running: Promise<void> | undefined;
-  #stopped = false;
+  readonly #clock: StoreClock;
+  /** Ends the rounds' loop. */
+  readonly #stop = new AbortController();
+  #loop: Promise<void> | undefined;
   /** Local time until which this sweeper may assume it holds the lock without writing it again. */
   #heldUntil = 0;
   #failures = 0;
@@ -75,18 +82,25 @@ export class Sweeper {
     this.#logger = options.logger;
     this.#now = options.now;
     this.#intervalMs = options.intervalMs ?? SWEEP_INTERVAL_MS;
+    this.#clock = options.clock ?? systemStoreClock;
+    options.signal?.addEventListener("abort", () => this.#stop.abort(), { once: true });
   }
 
+  /**
+   * Starts a round every interval, each waiting for the previous one to finish. Housekeeping: the
+   * waits do not keep a process alive (the connection and open watches do that).
+   */
   start(): void {
-    if (this.#stopped || this.#timer !== undefined || this.#running !== undefined) return;
-    this.#schedule();
+    if (this.#stop.signal.aborted || this.#loop !== undefined) return;
+    this.#loop = repeat(this.#clock, this.#intervalMs, this.#stop.signal, () => this.#round(), {
+      unref: true,
+    });
   }
 
+  /** Ends the loop, waiting for a round under way. */
   async stop(): Promise<void> {
-    this.#stopped = true;
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    await this.#running;
+    this.#stop.abort();
+    await this.#loop;
   }
 
   /** True while this sweeper holds the lock (as far as it knows). */
@@ -111,25 +125,12 @@ export class Sweeper {
     return marked;
   }
 
-  #schedule(): void {
-    if (this.#stopped) return;
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      this.#running = this.#round().finally(() => {
-        this.#running = undefined;
-        this.#schedule();
-      });
-    }, this.#intervalMs);
-    // Housekeeping must not keep a process alive; the connection and open watches do that.
-    this.#timer.unref();
-  }
-
   async #round(): Promise<void> {
     try {
       await this.tick();
       this.#failures = 0;
     } catch (err) {
-      if (this.#stopped || isStoreError(err, StoreErrorCode.Closed)) return;
+      if (this.#stop.signal.aborted || isStoreError(err, StoreErrorCode.Closed)) return;
       this.#failures += 1;
       // One line per streak of failures (an unreachable server fails every second).
       if (this.#failures === 1) {

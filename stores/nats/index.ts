@@ -14,11 +14,13 @@
  *   (`Nats-Marker-Reason: MaxAge`) when it expires; older servers get the sweeping in `expiry.ts`.
  *   `nc.info.version` decides at connect; the server's silent acceptance of TTL headers it does not
  *   implement is never relied on. `capabilities` reflects the connected server (before the first
- *   connect: the conservative values of a swept store).
+ *   connect: the driver's declared values, those of a swept store; see `LEARNED_ON_CONNECT`).
  * - list: a consistent snapshot of the prefix's subjects, read with one consumer (`snapshot.ts`).
  * - watch: see `watch.ts`.
  * - Credentials: `username`/`password`, `token` (else `$NATS_TOKEN`), `credsFile` (a `.creds` file,
  *   else `$NATS_CREDS`), client TLS from `tls`.
+ * - Replicas: the bucket is created with `replicas` (`--nats-replicas`, default 1); an existing bucket
+ *   is used as it is, with one warning when its replica count differs (see `client.ts`).
  */
 import { randomUUID } from "node:crypto";
 import { ConflictError, KeyExistsError, KeyNotFoundError, StoreError, StoreErrorCode } from "../errors.ts";
@@ -51,13 +53,17 @@ import {
   toKeyValue,
 } from "./codec.ts";
 import { markExpired, Sweeper } from "./expiry.ts";
+import { checkReplicas } from "./replicas.ts";
 import { type Listing, watchPrefix } from "./watch.ts";
 
 /** Test and maintenance seams of the NATS store. */
 export interface NatsStoreInternals extends StoreRuntimeOptions {
   /** KV bucket name (default `weft`). */
   readonly bucket?: string | undefined;
-  /** Wall clock in ms since the epoch, compared with the server's write timestamps (default `Date.now`). */
+  /**
+   * Wall clock in ms since the epoch, compared with the server's write timestamps (default: the
+   * clock's `now`).
+   */
   readonly now?: (() => number) | undefined;
   /** How often a watch re-lists its prefix to check its view (default 30 s). */
   readonly relistMs?: number | undefined;
@@ -79,18 +85,20 @@ type Current =
 const MAX_CAS_ROUNDS = 8;
 const RELIST_MS = 30_000;
 
-const SERVER_TTL: Capabilities = Object.freeze({
-  serverTtl: true,
-  multiHost: true,
-  expiryReason: true,
-  minTtlSeconds: 1,
-});
-const SWEPT_TTL: Capabilities = Object.freeze({
+/**
+ * What every NATS store can do, whatever the server (declared by its driver): on servers older than
+ * 2.11.2 (Debian bookworm's 2.9.10) the agents sweep expired keys themselves.
+ */
+export const CAPABILITIES: Capabilities = Object.freeze({
   serverTtl: false,
   multiHost: true,
   expiryReason: true,
   minTtlSeconds: 1,
 });
+/** The capabilities that depend on the server; a connected store reports the server's. */
+export const LEARNED_ON_CONNECT = ["serverTtl"] as const satisfies readonly (keyof Capabilities)[];
+/** What a store connected to a server with per-message TTL (≥ 2.11.2) can do. */
+const SERVER_TTL: Capabilities = Object.freeze({ ...CAPABILITIES, serverTtl: true });
 
 const utf8 = new TextEncoder();
 
@@ -107,15 +115,23 @@ export class NatsStore implements Store {
 
   constructor(options: StoreOptions, internals: NatsStoreInternals = {}) {
     this.#life = new StoreLifecycle("nats", internals.clock);
-    this.#client = new NatsClient(options, internals.bucket ?? DEFAULT_BUCKET, this.#life.clock);
+    this.#client = new NatsClient(
+      options,
+      internals.bucket ?? DEFAULT_BUCKET,
+      checkReplicas(options.replicas),
+      this.#life.clock,
+    );
     this.#logger = options.logger;
-    this.#now = internals.now ?? Date.now;
+    const clock = this.#life.clock;
+    this.#now = internals.now ?? (() => clock.now());
     this.#relistMs = internals.relistMs ?? RELIST_MS;
     this.#sweeper = new Sweeper({
       client: this.#client,
       id: this.#id,
       logger: this.#logger,
       now: this.#now,
+      clock,
+      signal: this.#life.signal,
       intervalMs: internals.sweepIntervalMs,
     });
     this.#client.onConnection((event, connected) => {
@@ -123,9 +139,12 @@ export class NatsStore implements Store {
     });
   }
 
-  /** What the connected server allows; a swept store's values until the first connect. */
+  /**
+   * What the connected server allows; until the first connect, the driver's declared values (those
+   * of a server without per-message TTL).
+   */
   get capabilities(): Capabilities {
-    return this.#client.current?.serverTtl === true ? SERVER_TTL : SWEPT_TTL;
+    return this.#client.current?.serverTtl === true ? SERVER_TTL : CAPABILITIES;
   }
 
   /** Connects if needed; the server's version and whether it expires keys itself. */

@@ -11,8 +11,11 @@
  *   `resync` "gap";
  * - the stream ends before the watch's position (the bucket was recreated) → `resync` "gap".
  * The feed is reopened on every reconnect, when a heartbeat reports a delivery this watch never got,
- * and after three silent heartbeat intervals; failures retry with backoff, only refused credentials
- * end the watch (with the error).
+ * and when it has been silent for three heartbeat intervals (1 s each) while the stream answers: its
+ * consumer died with its server, though the client's own connection lives on. While the stream does
+ * not answer either (a leader election), a silent feed is kept: its consumer may resume, and a new one
+ * could not be made meanwhile. Failures retry with backoff; only refused credentials end the watch
+ * (with the error). Every timer waits on the store's clock.
  *
  * Every 30 s (and once at the start) the watch also re-lists its prefix and compares the snapshot with
  * the keys and revisions its own events produced, at exactly the snapshot's revision (the feed is
@@ -21,11 +24,11 @@
 
 import { ClosedError, isStoreError, StoreErrorCode, UnavailableError } from "../errors.ts";
 import { EventQueue, produceEvents, runWatchLoop } from "../event-queue.ts";
-import { Backoff, type StoreClock, systemStoreClock } from "../runtime.ts";
+import { Backoff, repeat, type StoreClock, systemStoreClock } from "../runtime.ts";
 import type { KeyValue, ResyncCause, Revision, StoreLogger, WatchEvent, WatchOptions } from "../store.ts";
-import { HEARTBEAT_MS, type NatsClient } from "./client.ts";
+import type { NatsClient } from "./client.ts";
 import { type Entry, isExpired, type RawRecord, toEntry, toKeyValue } from "./codec.ts";
-import type { FeedItem } from "./feed.ts";
+import type { Feed, FeedItem } from "./feed.ts";
 
 /** What a watch needs from its store. */
 export interface WatchDeps {
@@ -47,6 +50,14 @@ export interface WatchDeps {
 const MIN_RESYNC_INTERVAL_MS = 1_000;
 
 type Item = FeedItem | { readonly type: "reconnect" | "silent" | "relist" };
+
+/**
+ * Idle heartbeat of a watch's consumer. A consumer lives on one server; when that server dies without
+ * the client's own connection breaking, only the missing heartbeats tell.
+ */
+export const WATCH_HEARTBEAT_MS = 1_000;
+/** Heartbeats a watch may miss before it reopens its feed. */
+const SILENT_HEARTBEATS = 3;
 
 /** What the watch's own events say a key is. */
 interface Seen {
@@ -80,6 +91,7 @@ class PrefixWatch {
   readonly #queue: EventQueue<WatchEvent>;
   readonly #signal: AbortSignal;
   readonly #backoff: Backoff;
+  readonly #clock: StoreClock;
   /** Every stream message up to this sequence has been handled. */
   #position: Revision;
   #resyncCause: ResyncCause | undefined;
@@ -98,7 +110,8 @@ class PrefixWatch {
     signal: AbortSignal,
   ) {
     this.#deps = deps;
-    this.#backoff = new Backoff(100, 5_000, deps.clock);
+    this.#clock = deps.clock ?? systemStoreClock;
+    this.#backoff = new Backoff(100, 5_000, this.#clock);
     this.#prefix = prefix;
     this.#position = after;
     this.#queue = queue;
@@ -134,11 +147,11 @@ class PrefixWatch {
 
   /** Replaces the caller's view with the prefix's current contents. */
   async #resync(cause: ResyncCause): Promise<void> {
-    const wait = this.#lastResyncAt + MIN_RESYNC_INTERVAL_MS - performance.now();
-    if (wait > 0) await (this.#deps.clock ?? systemStoreClock).sleep(wait, this.#signal);
+    const wait = this.#lastResyncAt + MIN_RESYNC_INTERVAL_MS - this.#clock.now();
+    if (wait > 0) await this.#clock.sleep(wait, this.#signal);
     const snapshot = await this.#deps.list(this.#prefix, this.#signal);
     if (this.#signal.aborted) return;
-    this.#lastResyncAt = performance.now();
+    this.#lastResyncAt = this.#clock.now();
     this.#queue.push({ type: "resync", entries: snapshot.entries, revision: snapshot.revision, cause });
     this.#deps.logger?.info("nats: watch resynced", {
       prefix: this.#prefix,
@@ -156,7 +169,9 @@ class PrefixWatch {
   /** One feed from `#position + 1` until it must be reopened (returns) or fails (throws). */
   async #follow(): Promise<void> {
     const client = this.#deps.client;
-    const { first, last } = await client.streamBounds();
+    // Quick: after a reconnect or a silent feed the stream may be electing a leader; this read is
+    // then repeated (with backoff) until it answers, and only then is the consumer created.
+    const { first, last } = await client.streamBounds({ quick: true });
     if (last < this.#position) {
       this.#resyncCause = "gap";
       return;
@@ -165,22 +180,34 @@ class PrefixWatch {
       this.#resyncCause = this.#reopenedForHole ? "gap" : "compacted";
       return;
     }
+    const clock = this.#clock;
     const items = new EventQueue<Item>(this.#signal);
-    let heard = performance.now();
-    const feed = await client.feed({ stream: client.stream, start: { seq: this.#position + 1n } }, (item) => {
-      if (item.type !== "error") heard = performance.now();
-      items.push(item);
-    });
+    // Listening before the feed opens, so that a reconnect meanwhile is not missed.
     const unsubscribe = client.onConnection((event) => {
       if (event === "reconnect") items.push({ type: "reconnect" });
     });
-    const watchdog = setInterval(() => {
-      if (performance.now() - heard > 3 * HEARTBEAT_MS) items.push({ type: "silent" });
-    }, HEARTBEAT_MS);
-    const relist = setInterval(() => items.push({ type: "relist" }), this.#deps.relistMs);
-    if (this.#view === undefined) items.push({ type: "relist" });
-    let fresh = true;
+    const timers = new AbortController();
+    let feed: Feed | undefined;
     try {
+      let heard = clock.now();
+      feed = await client.feed(
+        { stream: client.stream, start: { seq: this.#position + 1n }, heartbeatMs: WATCH_HEARTBEAT_MS },
+        (item) => {
+          if (item.type !== "error") heard = clock.now();
+          items.push(item);
+        },
+      );
+      const ticking = AbortSignal.any([this.#signal, timers.signal]);
+      /** A "silent" item is queued and not handled yet: the watchdog does not queue another. */
+      let suspecting = false;
+      void repeat(clock, WATCH_HEARTBEAT_MS, ticking, () => {
+        if (suspecting || clock.now() - heard <= SILENT_HEARTBEATS * WATCH_HEARTBEAT_MS) return;
+        suspecting = true;
+        items.push({ type: "silent" });
+      });
+      void repeat(clock, this.#deps.relistMs, ticking, () => items.push({ type: "relist" }));
+      if (this.#view === undefined) items.push({ type: "relist" });
+      let fresh = true;
       for await (const item of items) {
         switch (item.type) {
           case "record":
@@ -204,20 +231,38 @@ class PrefixWatch {
             if (this.#resyncCause !== undefined) return;
             break;
           case "silent":
-            throw new UnavailableError(
-              client.endpoint,
-              `the watch feed sent nothing for ${(3 * HEARTBEAT_MS) / 1_000} s`,
-            );
+            // The consumer died with its server, or the stream is electing a leader and the consumer
+            // pauses. The stream tells: answering, it would have let the consumer speak, so a new one
+            // is due (and can be made now); silent too, the feed may yet resume, and a new consumer
+            // could not be made meanwhile anyway: keep it, and ask again at the next tick.
+            if (await this.#streamAnswers()) {
+              throw new UnavailableError(
+                client.endpoint,
+                `the watch feed sent nothing for ${(SILENT_HEARTBEATS * WATCH_HEARTBEAT_MS) / 1_000} s`,
+              );
+            }
+            suspecting = false;
+            break;
           case "error":
             throw new UnavailableError(client.endpoint, `the watch feed failed: ${item.reason}`);
         }
       }
     } finally {
-      clearInterval(watchdog);
-      clearInterval(relist);
+      timers.abort();
       unsubscribe();
       items.end();
-      feed.stop();
+      feed?.stop();
+    }
+  }
+
+  /** Whether the stream answers a quick read now (rejects only for faults that end the watch). */
+  async #streamAnswers(): Promise<boolean> {
+    try {
+      await this.#deps.client.streamBounds({ quick: true });
+      return true;
+    } catch (err) {
+      if (isStoreError(err, StoreErrorCode.Auth) || isStoreError(err, StoreErrorCode.Closed)) throw err;
+      return false;
     }
   }
 

@@ -1,5 +1,5 @@
 import type { StoreDriver } from "../driver.ts";
-import { SqliteStore } from "./index.ts";
+import { CAPABILITIES, SqliteStore } from "./index.ts";
 
 /** One SQLite database file shared by the agents of one machine: `--store=sqlite`. */
 export const sqliteDriver: StoreDriver = {
@@ -8,5 +8,7 @@ export const sqliteDriver: StoreDriver = {
   defaultEndpoint: "/var/lib/weft/weft.db",
   uses: { tls: false, userPassword: false },
   flags: [],
+  capabilities: CAPABILITIES,
+  learnedOnConnect: [],
   open: (options, runtime) => new SqliteStore(options, runtime),
 };

@@ -64,7 +64,7 @@ import { WatchHub } from "./watch.ts";
 
 /** Test seams of the SQLite store. */
 export interface SqliteStoreInternals extends StoreRuntimeOptions {
-  /** Wall clock in ms since the epoch, in which deadlines are stored (default `Date.now`). */
+  /** Wall clock in ms since the epoch, in which deadlines are stored (default: the clock's `now`). */
   readonly now?: (() => number) | undefined;
 }
 
@@ -76,14 +76,17 @@ const TRIM_EVERY_WRITES = 256;
 const SWEEP_MAX_DELAY_MS = 1_000;
 const SWEEP_MIN_DELAY_MS = 5;
 
+/** What every SQLite store can do (declared by its driver): one machine, expiry swept by clients. */
+export const CAPABILITIES: Capabilities = Object.freeze({
+  serverTtl: false,
+  multiHost: false,
+  expiryReason: true,
+  minTtlSeconds: 1,
+});
+
 export class SqliteStore implements Store {
   readonly name = "sqlite" as const;
-  readonly capabilities: Capabilities = {
-    serverTtl: false,
-    multiHost: false,
-    expiryReason: true,
-    minTtlSeconds: 1,
-  };
+  readonly capabilities = CAPABILITIES;
 
   readonly #endpoint: string;
   readonly #path: string;
@@ -94,9 +97,11 @@ export class SqliteStore implements Store {
   #db: Database | undefined;
   readonly #life: StoreLifecycle;
   #writesSinceTrim = 0;
-  #sweepTimer: ReturnType<typeof setTimeout> | undefined;
-  /** When the sweep timer fires (ms since the epoch). */
+  /** When the sweep loop sweeps next (ms since the epoch, as `#now` tells time). */
   #sweepAt = Number.POSITIVE_INFINITY;
+  /** Aborted to wake the sweep loop's current wait, so it re-reads `#sweepAt`. */
+  #sweepNap: AbortController | undefined;
+  #sweeping = false;
 
   constructor(options: StoreOptions, internals: SqliteStoreInternals = {}) {
     this.#life = new StoreLifecycle("sqlite", internals.clock);
@@ -104,12 +109,14 @@ export class SqliteStore implements Store {
     this.#path = databasePath(this.#endpoint);
     this.#timeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     this.#logger = options.logger;
-    this.#now = internals.now ?? Date.now;
+    const clock = this.#life.clock;
+    this.#now = internals.now ?? (() => clock.now());
     const inMemory = this.#path === ":memory:";
     this.#hub = new WatchHub({
       open: () => this.#open(),
       walPath: inMemory ? undefined : `${this.#path}-wal`,
       now: () => this.#now(),
+      clock,
       logger: this.#logger,
     });
   }
@@ -226,8 +233,7 @@ export class SqliteStore implements Store {
   close(): Promise<void> {
     return this.#life.close(() => {
       this.#hub.close();
-      clearTimeout(this.#sweepTimer);
-      this.#sweepTimer = undefined;
+      this.#sweepNap?.abort();
       this.#db?.close(false);
       this.#db = undefined;
     });
@@ -271,7 +277,7 @@ export class SqliteStore implements Store {
     return result;
   }
 
-  /** The deadline of a key written now with `ttl` (and the sweep timer aimed at it if earlier). */
+  /** The deadline of a key written now with `ttl` (and the sweep loop aimed at it if earlier). */
   #deadline(now: number, ttl: number): number {
     const at = now + ttl * 1000;
     if (at < this.#sweepAt) queueMicrotask(() => this.#armSweep(at));
@@ -294,21 +300,44 @@ export class SqliteStore implements Store {
     if (expired > 0) this.#hub.localWrite();
   }
 
-  /** Aims the sweep timer at `target` (ms since the epoch), at most a second ahead. */
+  /** Aims the sweep loop at `target` (ms since the epoch), at most a second ahead. */
   #armSweep(target: number): void {
     if (this.#life.closed || this.#db === undefined) return;
     const now = this.#now();
     const delay = Math.min(SWEEP_MAX_DELAY_MS, Math.max(SWEEP_MIN_DELAY_MS, target - now + 1));
-    clearTimeout(this.#sweepTimer);
     this.#sweepAt = now + delay;
-    this.#sweepTimer = setTimeout(() => this.#onSweepTimer(), delay);
-    // Housekeeping must not keep a process alive; an open watch does that.
-    this.#sweepTimer.unref();
+    this.#sweepNap?.abort();
+    if (!this.#sweeping) void this.#sweepLoop();
   }
 
-  #onSweepTimer(): void {
-    this.#sweepTimer = undefined;
-    this.#sweepAt = Number.POSITIVE_INFINITY;
+  /**
+   * Sleeps on the store's clock until `#sweepAt`, sweeps, and aims at the next deadline, until the
+   * store closes. A re-aim wakes the current wait. Its waits are housekeeping: they do not keep the
+   * process alive (an open watch does that).
+   */
+  async #sweepLoop(): Promise<void> {
+    this.#sweeping = true;
+    const clock = this.#life.clock;
+    try {
+      while (!this.#life.closed && this.#db !== undefined && Number.isFinite(this.#sweepAt)) {
+        const wait = this.#sweepAt - this.#now();
+        if (wait > 0) {
+          const nap = new AbortController();
+          this.#sweepNap = nap;
+          await clock.sleep(wait, nap.signal, { unref: true });
+          if (nap.signal.aborted) continue;
+          this.#sweepNap = undefined;
+          if (this.#now() < this.#sweepAt) continue;
+        }
+        this.#sweepAt = Number.POSITIVE_INFINITY;
+        this.#onSweepTime();
+      }
+    } finally {
+      this.#sweeping = false;
+    }
+  }
+
+  #onSweepTime(): void {
     const db = this.#db;
     if (this.#life.closed || db === undefined) return;
     try {

@@ -12,10 +12,12 @@
  *   `fs.watch` drops events that follow the previous one within ~1 ms (the last commit of a burst
  *   can go unannounced), and an inotify event can arrive before the writer has published its commit
  *   in the wal-index. Both are caught by the next re-check.
- * - A fallback timer (100 ms, or 25 ms when inotify is unavailable) runs the same cheap check.
- * The timers and the inotify watch exist only while at least one watch is open. Measured on the
- * 2-core test machine under load: another process's put → event p50 ≈ 0.7 ms, p99 ≈ 2–4 ms; an idle
- * watching process uses ~0.5 % of a core, about half of it Bun's own timer overhead.
+ * - A fallback poll (100 ms, or 25 ms when inotify is unavailable) runs the same cheap check.
+ * Every wait (fallback poll, hot re-checks, the retry after a failed poll) is a sleep on the store's
+ * clock, cancelled when the last watch ends or the store closes: they and the inotify watch exist
+ * only while at least one watch is open. Measured on the 2-core test machine under load: another
+ * process's put → event p50 ≈ 0.7 ms, p99 ≈ 2–4 ms; an idle watching process uses ~0.5 % of a core,
+ * about half of it Bun's own timer overhead.
  *
  * A watch whose position is below the change log's compaction boundary cannot prove it saw every
  * change: it gets a `resync` (cause "compacted") with the prefix's current contents and continues
@@ -27,7 +29,7 @@ import type { Database } from "bun:sqlite";
 import { type FSWatcher, watch as watchFile } from "node:fs";
 import { StoreError } from "../errors.ts";
 import { EventQueue } from "../event-queue.ts";
-import { Backoff } from "../runtime.ts";
+import { Backoff, repeat, type StoreClock } from "../runtime.ts";
 import type { Revision, StoreLogger, WatchEvent, WatchOptions } from "../store.ts";
 import { compacted, dataVersion, head, inTransaction, listLive, logAfter } from "./queries.ts";
 import {
@@ -47,6 +49,8 @@ export interface WatchHost {
   readonly walPath: string | undefined;
   /** Wall clock in ms since the epoch, for the TTLs in resync snapshots. */
   now(): number;
+  /** The store's clock, which every wait of the hub sleeps on. */
+  readonly clock: StoreClock;
   readonly logger: StoreLogger | undefined;
 }
 
@@ -76,15 +80,20 @@ export class WatchHub {
   static readonly #active = new Map<string, Set<WatchHub>>();
   readonly #host: WatchHost;
   readonly #watchers = new Set<Watcher>();
-  readonly #retryBackoff = new Backoff(5, 1_000);
+  readonly #clock: StoreClock;
+  readonly #retryBackoff: Backoff;
   #closed = false;
   #fsWatcher: FSWatcher | undefined;
   #inotifyFailed = false;
-  #fallback: ReturnType<typeof setInterval> | undefined;
-  #hotTimer: ReturnType<typeof setTimeout> | undefined;
-  /** `performance.now()` until which the hub re-checks every HOT_STEP_MS. */
+  /** Aborted when the hub stops waking (no watch left, or closed): ends every wait below. */
+  #waking: AbortController | undefined;
+  /** Set while the fallback poll runs; aborted to restart it at another interval. */
+  #fallback: AbortController | undefined;
+  /** The running hot re-check loop's own token; undefined while none runs. */
+  #hotRun: object | undefined;
+  /** Clock time (ms) until which the hub re-checks every HOT_STEP_MS. */
   #hotUntil = 0;
-  #retry: ReturnType<typeof setTimeout> | undefined;
+  #retry: AbortController | undefined;
   #scheduled: Cause | undefined;
   #localWrites = 0;
   #seenLocalWrites = 0;
@@ -92,6 +101,8 @@ export class WatchHub {
 
   constructor(host: WatchHost) {
     this.#host = host;
+    this.#clock = host.clock;
+    this.#retryBackoff = new Backoff(5, 1_000, host.clock);
   }
 
   /** Starts a watch; see `Store.watch`. */
@@ -188,13 +199,24 @@ export class WatchHub {
 
   /** Keeps re-checking every HOT_STEP_MS while there was activity in the last HOT_WINDOW_MS. */
   #afterCheck(cause: Cause, changed: boolean): void {
-    const now = performance.now();
+    const now = this.#clock.now();
     if (changed || cause === "fs") this.#hotUntil = now + HOT_WINDOW_MS;
-    if (this.#hotTimer !== undefined || now >= this.#hotUntil) return;
-    this.#hotTimer = setTimeout(() => {
-      this.#hotTimer = undefined;
-      this.#check("hot");
-    }, HOT_STEP_MS);
+    if (this.#hotRun !== undefined || now >= this.#hotUntil) return;
+    void this.#hot(this.#wakeSignal());
+  }
+
+  /** Re-checks every HOT_STEP_MS until HOT_WINDOW_MS pass without activity (checks move `#hotUntil`). */
+  async #hot(signal: AbortSignal): Promise<void> {
+    const run = {};
+    this.#hotRun = run;
+    try {
+      while (!signal.aborted && this.#clock.now() < this.#hotUntil) {
+        await this.#clock.sleep(HOT_STEP_MS, signal);
+        if (!signal.aborted) this.#check("hot");
+      }
+    } finally {
+      if (this.#hotRun === run) this.#hotRun = undefined;
+    }
   }
 
   #failedCheck(err: unknown): void {
@@ -213,8 +235,13 @@ export class WatchHub {
       const reason = describeSqliteError(err);
       this.#host.logger?.warn("sqlite watch poll failed; retrying", { reason, retryInMs: Math.round(delay) });
     }
-    clearTimeout(this.#retry);
-    this.#retry = setTimeout(() => this.#check("retry"), delay);
+    this.#retry?.abort();
+    const retry = new AbortController();
+    this.#retry = retry;
+    const signal = AbortSignal.any([this.#wakeSignal(), retry.signal]);
+    void this.#clock.sleep(delay, signal).then(() => {
+      if (!signal.aborted) this.#check("retry");
+    });
   }
 
   /** Delivers the watch's new log rows, or a resync when its history was trimmed. */
@@ -249,6 +276,12 @@ export class WatchHub {
     });
   }
 
+  /** The signal every wait of the hub follows: aborted when it stops waking (no watch left, or closed). */
+  #wakeSignal(): AbortSignal {
+    this.#waking ??= new AbortController();
+    return this.#waking.signal;
+  }
+
   #startWaking(): void {
     this.#watchWal();
     if (this.#fallback !== undefined) return;
@@ -256,8 +289,17 @@ export class WatchHub {
     if (walPath !== undefined) {
       WatchHub.#active.set(walPath, (WatchHub.#active.get(walPath) ?? new Set()).add(this));
     }
-    const every = this.#fsWatcher === undefined ? FALLBACK_POLL_NO_INOTIFY_MS : FALLBACK_POLL_MS;
-    this.#fallback = setInterval(() => this.#check("timer"), every);
+    this.#fallbackPoll(this.#fsWatcher === undefined ? FALLBACK_POLL_NO_INOTIFY_MS : FALLBACK_POLL_MS);
+  }
+
+  /** (Re)starts the fallback poll: a cheap check every `every` ms while the hub is waking. */
+  #fallbackPoll(every: number): void {
+    this.#fallback?.abort();
+    const fallback = new AbortController();
+    this.#fallback = fallback;
+    void repeat(this.#clock, every, AbortSignal.any([this.#wakeSignal(), fallback.signal]), () =>
+      this.#check("timer"),
+    );
   }
 
   /** Watches the WAL file with inotify, unless that already failed once. */
@@ -288,10 +330,7 @@ export class WatchHub {
       path: this.#host.walPath,
       reason: err instanceof Error ? err.message : String(err),
     });
-    if (this.#fallback !== undefined) {
-      clearInterval(this.#fallback);
-      this.#fallback = setInterval(() => this.#check("timer"), FALLBACK_POLL_NO_INOTIFY_MS);
-    }
+    if (this.#fallback !== undefined) this.#fallbackPoll(FALLBACK_POLL_NO_INOTIFY_MS);
   }
 
   #stopWaking(): void {
@@ -300,16 +339,12 @@ export class WatchHub {
     if (hubs?.delete(this) && hubs.size === 0) WatchHub.#active.delete(walPath);
     this.#fsWatcher?.close();
     this.#fsWatcher = undefined;
-    clearInterval(this.#fallback);
+    // Ends the fallback poll, the hot re-checks and a pending retry.
+    this.#waking?.abort();
+    this.#waking = undefined;
     this.#fallback = undefined;
-    this.#clearHot();
-    clearTimeout(this.#retry);
     this.#retry = undefined;
-  }
-
-  #clearHot(): void {
-    clearTimeout(this.#hotTimer);
-    this.#hotTimer = undefined;
+    this.#hotRun = undefined;
     this.#hotUntil = 0;
   }
 }

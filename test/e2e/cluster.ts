@@ -44,6 +44,15 @@ export interface ClusterOptions {
   readonly segments?: readonly number[];
 }
 
+/**
+ * An `ip route` line without its `nhid <n>`: weft's routes go through nexthop objects where the kernel
+ * has them, and look the same as inline-gateway routes apart from that (issue 13). Tests compare
+ * routes by what they say; test/e2e/nexthops.test.ts and test/netns/netlink.test.ts check the nexthops.
+ */
+export function withoutNhid(line: string): string {
+  return line.replace(/ nhid \d+/, "");
+}
+
 /** The router's address on routed segment n: 172.17.(42+n).1 (segment 0's is STORE_IP). */
 export function routerAddress(segment: number): string {
   return `172.17.${42 + segment}.1`;
@@ -191,10 +200,10 @@ export class Cluster {
     await this.#awaitServer("nats-server", [process.execPath, "-e", probe]);
   }
 
-  /** One store operation run inside the segment, where the server listens. */
-  async #storeOp(op: "put" | "del", key: string, value = ""): Promise<void> {
+  /** One store operation run inside the segment, where the server listens; returns what it printed. */
+  async #storeOp(op: "put" | "del" | "list", key: string, value = ""): Promise<string> {
     const script = join(import.meta.dir, "fixtures", "store-op.ts");
-    await this.segment.lan.exec([
+    const r = await this.segment.lan.exec([
       process.execPath,
       script,
       this.store,
@@ -203,6 +212,7 @@ export class Cluster {
       key,
       Buffer.from(value).toString("base64"),
     ]);
+    return r.stdout;
   }
 
   async #startEtcd(v2: boolean): Promise<void> {
@@ -285,6 +295,27 @@ export class Cluster {
         await store.close();
       }
     }
+  }
+
+  /**
+   * The keys under `prefix` (etcd and etcd2: `etcdctl get --prefix --keys-only` / `ls`; Consul and
+   * NATS: the driver's list, run inside the segment; SQLite: the file). None when the prefix is empty.
+   */
+  async keys(prefix: string): Promise<string[]> {
+    const dir = prefix.replace(/\/$/, "");
+    let out: string;
+    if (this.store === "etcd") out = await this.etcdctl("get", `${dir}/`, "--prefix", "--keys-only");
+    else if (this.store === "etcd2") out = await this.etcdctl("ls", dir).catch(() => "");
+    else if (this.store !== "sqlite") out = await this.#storeOp("list", `${dir}/`);
+    else {
+      const store = openStore("sqlite", { endpoints: [this.endpoint] });
+      const listed = await store.list(`${dir}/`).finally(() => store.close());
+      out = listed.entries.map((kv) => kv.key).join("\n");
+    }
+    return out
+      .split("\n")
+      .map((l) => l.trim())
+      .filter((l) => l.startsWith(`${dir}/`));
   }
 
   /** Deletes a key as an operator would (`etcdctl rm|del`). */
@@ -416,7 +447,7 @@ export class Cluster {
     const r = await this.host(i).ns.ip("route", "show");
     return r.stdout
       .split("\n")
-      .map((l) => l.trim())
+      .map((l) => withoutNhid(l.trim()))
       .filter((l) => / proto 77( |$)/.test(l))
       .sort();
   }
@@ -431,7 +462,7 @@ export class Cluster {
     const r = await this.host(i).ns.ip("route", "show", "root", network);
     return r.stdout
       .split("\n")
-      .map((l) => l.trim())
+      .map((l) => withoutNhid(l.trim()))
       .filter((l) => l !== "" && !/ proto kernel( |$)/.test(l))
       .sort();
   }

@@ -151,10 +151,11 @@ describeNetns("faults - 3-node NATS JetStream cluster, replicas 3", () => {
   testNetns(
     "faults nats cluster - agents keep leases and watches when their server and then the stream leader die; joiners get routes",
     async () => {
-      // The operator creates the bucket with 3 replicas; weft's driver uses an existing bucket as it is.
-      expect(await nats.admin("bucket", "weft", "3")).toBe("3");
-      await nats.admin("put", `${nats.prefix}/config`, SEED_000_CONFIG);
+      // The agents run with --nats-replicas=3: while they wait for the network config, the first one
+      // to connect creates the bucket, with 3 replicas.
       for (let i = 0; i < 3; i++) nats.startAgent(i);
+      expect(await nats.admin("replicas", "weft")).toBe("3");
+      await nats.admin("put", `${nats.prefix}/config`, SEED_000_CONFIG);
       await awaitMesh(nats, 3, 30_000);
       const before = new Map(await leases());
       expect(before.size).toBe(3);

@@ -43,15 +43,6 @@ async function startAgents(store: ClusterStore): Promise<Cluster> {
   return c;
 }
 
-/** The lease keys in an etcd (v3 or v2) store, read with etcdctl; none when the directory is missing. */
-async function leaseKeys(c: Cluster): Promise<string[]> {
-  const out =
-    c.store === "etcd"
-      ? await c.etcdctl("get", `${c.prefix}/subnets/`, "--prefix", "--keys-only")
-      : await c.etcdctl("ls", `${c.prefix}/subnets`).catch(() => "");
-  return out.split("\n").filter((l) => l.includes("/subnets/"));
-}
-
 async function allReady(c: Cluster): Promise<boolean> {
   for (let i = 0; i < HOSTS; i++) if ((await agentGet(c, i, "/readyz")).status !== 200) return false;
   return true;
@@ -248,7 +239,7 @@ describeNetns("faults - store down at boot", () => {
 });
 
 describeNetns("faults - store loses its data", () => {
-  for (const store of ["etcd", "etcd2"] as const) {
+  for (const store of ["etcd", "etcd2", "consul", "nats"] as const) {
     testNetns(
       `faults - ${store} restarted empty: every agent re-creates its own lease with the same subnet, routes stay`,
       async () => {
@@ -276,7 +267,7 @@ describeNetns("faults - store loses its data", () => {
         while (!back && performance.now() < deadline) {
           for (let i = 0; i < HOSTS; i++)
             if ((await c.routes(i)).length < (before[i]?.length ?? 0)) missing++;
-          const listed = await leaseKeys(c);
+          const listed = await c.keys(`${c.prefix}/subnets/`);
           back = listed.length === HOSTS;
           if (!back) await Bun.sleep(200);
         }

@@ -43,7 +43,8 @@ testNetns(
         rx.poll();
         return rx.messages.includes(waiting);
       });
-      expect(agent.log()).toContain("waiting for the network config");
+      // The log arrives through a pipe, the STATUS line through the notify socket: either may come first.
+      await eventually("the waiting log line", () => agent.log().includes("waiting for the network config"));
       expect(rx.messages.filter((m) => m === "READY=1")).toEqual([]);
 
       await cluster.writeConfig(SEED_000_CONFIG);

@@ -316,3 +316,102 @@ describe("consul codec", () => {
     expect(bucket.take(1_000)).toBe(0);
   });
 });
+
+/** One entry of a `GET /v1/kv/...?recurse` answer, as Consul writes it. */
+function wire(
+  key: string,
+  value: string | null,
+  create: number | string,
+  modify: number | string,
+  session = "",
+) {
+  const index = (n: number | string) => (typeof n === "string" ? n : String(n));
+  const v = value === null ? "null" : `"${Buffer.from(value).toString("base64")}"`;
+  const s = session === "" ? "" : `"Session":"${session}",`;
+  return `{"LockIndex":0,"Key":"${key}","Flags":0,"Value":${v},${s}"CreateIndex":${index(create)},"ModifyIndex":${index(modify)}}`;
+}
+const body = (...entries: string[]) => `[${entries.join(",")}]`;
+
+describe("consul codec - answers decoded against the previous one", () => {
+  const first = body(
+    wire("p/a", '{"PublicIP":"172.16.0.1"}', 10, 10, "s-a"),
+    wire("p/b", '{"PublicIP":"172.16.0.2"}', 11, 12),
+    wire("p/c", null, 13, 13),
+  );
+  const before = snapshotOf(20n, parseEntries(first, EP));
+
+  test("consul codec - an unchanged answer reuses every entry object and diffs to nothing", () => {
+    const again = snapshotOf(21n, parseEntries(first, EP, before));
+    for (const [key, e] of before.entries) expect(again.entries.get(key)).toBe(e);
+    expect(diffSnapshots(before, again)).toEqual({ kind: "changes", puts: [], deleted: [], recreated: [] });
+  });
+
+  test("consul codec - a rewritten key is decoded anew while the others are reused", () => {
+    const next = body(
+      wire("p/a", '{"PublicIP":"172.16.0.1"}', 10, 10, "s-a"),
+      wire("p/b", '{"PublicIP":"172.16.9.9"}', 11, 22),
+      wire("p/c", null, 13, 13),
+    );
+    const after = snapshotOf(22n, parseEntries(next, EP, before));
+    expect(after.entries.get("/p/a")).toBe(before.entries.get("/p/a") as ConsulEntry);
+    expect(after.entries.get("/p/b")).toEqual({
+      key: "/p/b",
+      value: '{"PublicIP":"172.16.9.9"}',
+      createIndex: 11n,
+      modifyIndex: 22n,
+      session: undefined,
+    });
+    const diff = diffSnapshots(before, after);
+    expect(diff.kind === "changes" && diff.puts.map((e) => `${e.key}@${e.modifyIndex}`)).toEqual(["/p/b@22"]);
+  });
+
+  test("consul codec - a key gone from the answer is a delete, and one created again is not reused", () => {
+    const next = body(wire("p/b", '{"PublicIP":"172.16.0.2"}', 30, 30), wire("p/c", null, 13, 13));
+    const after = snapshotOf(30n, parseEntries(next, EP, before));
+    const b = after.entries.get("/p/b");
+    expect(b).not.toBe(before.entries.get("/p/b") as ConsulEntry);
+    expect(b?.value).toBe('{"PublicIP":"172.16.0.2"}');
+    expect(b?.createIndex).toBe(30n);
+    expect(diffSnapshots(before, after)).toEqual({
+      kind: "changes",
+      puts: [],
+      deleted: [before.entries.get("/p/a") as ConsulEntry],
+      recreated: ["/p/b"],
+    });
+  });
+
+  test("consul codec - same indexes with another value or session (a rebuilt cluster) are decoded, not reused", () => {
+    const next = body(
+      wire("p/a", '{"PublicIP":"172.16.0.1"}', 10, 10, "s-other"),
+      wire("p/b", '{"PublicIP":"10.9.9.9"}', 11, 12),
+      wire("p/c", "", 13, 13),
+    );
+    const after = snapshotOf(20n, parseEntries(next, EP, before));
+    expect(after.entries.get("/p/a")?.session).toBe("s-other");
+    expect(after.entries.get("/p/b")?.value).toBe('{"PublicIP":"10.9.9.9"}');
+    // null and "" both mean an empty value: the entry is the same
+    expect(after.entries.get("/p/c")).toBe(before.entries.get("/p/c") as ConsulEntry);
+  });
+
+  test("consul codec - an index beyond 2^53 is kept exact when the answer is decoded against a previous one", () => {
+    const huge = "9007199254740995";
+    const next = body(
+      wire("p/a", '{"PublicIP":"172.16.0.1"}', 10, 10, "s-a"),
+      wire("p/b", '{"PublicIP":"172.16.0.2"}', 11, huge),
+    );
+    const after = snapshotOf(9_007_199_254_740_995n, parseEntries(next, EP, before));
+    expect(after.entries.get("/p/b")?.modifyIndex).toBe(9_007_199_254_740_995n);
+    expect(after.entries.get("/p/a")).toBe(before.entries.get("/p/a") as ConsulEntry);
+    // and the exact entries serve as the previous answer of a plain one
+    const back = snapshotOf(9_007_199_254_740_996n, parseEntries(next, EP, after));
+    expect(back.entries.get("/p/b")).toBe(after.entries.get("/p/b") as ConsulEntry);
+  });
+
+  test("consul codec - indexes that are not non-negative integers are Protocol errors on both parse paths", () => {
+    for (const bad of ["-1", "1.5", '"x"', "1e400", "null"]) {
+      expect(codeOf(() => parseEntries(`[{"Key":"p/a","CreateIndex":1,"ModifyIndex":${bad}}]`, EP))).toBe(
+        StoreErrorCode.Protocol,
+      );
+    }
+  });
+});

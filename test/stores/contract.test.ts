@@ -7,7 +7,7 @@ import { describe } from "bun:test";
 import { type StoreName, storeNames } from "../../stores/store.ts";
 import { type ContractFixture, runStoreContract } from "./contract.ts";
 import { consulFixture } from "./fixtures/consul-fixture.ts";
-import { etcd2Fixture, etcdFixture } from "./fixtures/etcd-fixture.ts";
+import { etcd2Fixture, etcdFixture, etcdGatewayFixture } from "./fixtures/etcd-fixture.ts";
 import { nats29Fixture, natsFixture } from "./fixtures/nats-fixture.ts";
 import { sqliteFixture } from "./fixtures/sqlite-fixture.ts";
 
@@ -31,5 +31,7 @@ const fixtures: Record<StoreName, () => Promise<ContractFixture>> = {
 };
 
 for (const name of selected as StoreName[]) runStoreContract(name, fixtures[name]);
+// etcd again with lists through the JSON gateway only (the default lists over gRPC).
+if (selected.includes("etcd")) describe("etcd-gateway", () => runStoreContract("etcd", etcdGatewayFixture));
 // NATS again on Debian's 2.9 (agents sweep expiry); the label stays "nats", the store it opens.
 if (selected.includes("nats")) describe("nats-2.9", () => runStoreContract("nats", nats29Fixture));

@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { isStoreError, StoreErrorCode } from "../../stores/errors.ts";
+import { storeDrivers } from "../../stores/index.ts";
 import type { Store, StoreName, StoreOptions, WatchEvent } from "../../stores/store.ts";
 import { describe as describeEvents, probe, view } from "./watch-probe.ts";
 
@@ -208,7 +209,9 @@ export function runStoreContract(name: string, setup: () => Promise<ContractFixt
           );
           const gone = watch.events.find((e) => e.type === "delete" && e.key === `${p}leased`);
           if (gone?.type !== "delete") throw new Error("no delete event");
-          expect(gone.reason).toBe(fixture.open().capabilities.expiryReason ? "expired" : "deleted");
+          expect(gone.reason).toBe(
+            storeDrivers[fixture.name].capabilities.expiryReason ? "expired" : "deleted",
+          );
           expect(await b.get(`${p}leased`)).toBeUndefined();
           await Bun.sleep(2_500);
           const kept = await b.get(`${p}reserved`);

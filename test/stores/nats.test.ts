@@ -10,9 +10,11 @@ import { Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { isStoreError, StoreErrorCode } from "../../stores/errors.ts";
 import { DEFAULT_BUCKET, streamName, subjectFor, sweeperLockSubject } from "../../stores/nats/codec.ts";
+import { natsDriver } from "../../stores/nats/driver.ts";
 import { NatsStore, type NatsStoreInternals } from "../../stores/nats/index.ts";
 import type { StoreOptions, WatchEvent } from "../../stores/store.ts";
 import { type NatsServer, startNats } from "../harness/nats.ts";
+import { FakeClock, until } from "./fixtures/fake-clock.ts";
 import { probe } from "./watch-probe.ts";
 
 const SLOW = 60_000;
@@ -67,7 +69,8 @@ describe("nats driver on nats-server 2.15", () => {
 
   test("nats - version detection: 2.15 expires keys itself, and the bucket is set up for it", async () => {
     const store = open();
-    expect(store.capabilities.serverTtl).toBe(false); // not connected yet: the conservative answer
+    expect(store.capabilities).toEqual(natsDriver.capabilities); // not connected yet: the declared values
+    expect(store.capabilities.serverTtl).toBe(false);
     expect(await store.server()).toEqual({ version: "2.15.2", serverTtl: true });
     expect(store.capabilities).toEqual({
       serverTtl: true,
@@ -75,6 +78,12 @@ describe("nats driver on nats-server 2.15", () => {
       expiryReason: true,
       minTtlSeconds: 1,
     });
+    // Connected, it differs from its driver's declaration only in what the driver says it learns.
+    const learned = natsDriver.learnedOnConnect as readonly string[];
+    const changed = Object.entries(store.capabilities)
+      .filter(([key, value]) => natsDriver.capabilities[key as keyof typeof store.capabilities] !== value)
+      .map(([key]) => key);
+    expect(changed.every((key) => learned.includes(key))).toBe(true);
     const { config } = await (await jetstreamManager(nc)).streams.info(streamName(DEFAULT_BUCKET));
     expect(config.max_msgs_per_subject).toBe(1);
     expect(config.allow_msg_ttl).toBe(true);
@@ -150,6 +159,103 @@ describe("nats driver on nats-server 2.15", () => {
     expect(config.allow_msg_ttl).toBe(true);
     expect(config.subject_delete_marker_ttl ?? 0).toBeGreaterThan(0);
   });
+
+  test("nats - --nats-replicas: the bucket the store creates gets it; 3 on a single server is refused naming the flag", async () => {
+    const jsm = await jetstreamManager(nc);
+    const one = open({ bucket: `rep1x${process.pid}` }, { replicas: 1 });
+    await one.server();
+    expect((await jsm.streams.info(streamName(`rep1x${process.pid}`))).config.num_replicas).toBe(1);
+
+    const bucket = `rep3x${process.pid}`;
+    const three = open({ bucket }, { replicas: 3 });
+    const err = await rejection(three.server());
+    expect(isStoreError(err, StoreErrorCode.Invalid)).toBe(true);
+    expect((err as Error).message).toContain("--nats-replicas=3");
+    expect((err as Error).message).toContain(`bucket ${bucket}`);
+    expect((err as Error).message).toContain(server.endpoint);
+    // Nothing was created with another replica count instead.
+    expect(await rejection(jsm.streams.info(streamName(bucket)))).toBeInstanceOf(Error);
+
+    for (const bad of [0, 6, 2.5]) {
+      let thrown: unknown;
+      try {
+        new NatsStore({ endpoints: [server.endpoint], replicas: bad });
+      } catch (e) {
+        thrown = e;
+      }
+      expect(isStoreError(thrown, StoreErrorCode.Invalid)).toBe(true);
+      expect((thrown as Error).message).toStartWith(
+        `--nats-replicas=${bad}: must be a whole number from 1 to 5`,
+      );
+    }
+  });
+
+  test("nats - --nats-replicas: an existing bucket with another replica count is used as it is, with one warning", async () => {
+    const bucket = `repkeep${process.pid}`;
+    await new Kvm(nc).create(bucket, { history: 1, replicas: 1 });
+    const warnings: string[] = [];
+    const logger = {
+      debug: () => undefined,
+      info: () => undefined,
+      warn: (message: string, fields?: Record<string, unknown>) =>
+        void warnings.push(`${message} ${JSON.stringify(fields)}`),
+    };
+    const store = open({ bucket }, { replicas: 2, logger });
+    const p = freshPrefix();
+    await store.create(`${p}k`, "v");
+    expect((await store.get(`${p}k`))?.value).toBe("v");
+    expect((await store.list(p)).entries.length).toBe(1);
+    const jsm = await jetstreamManager(nc);
+    expect((await jsm.streams.info(streamName(bucket))).config.num_replicas).toBe(1);
+    const replicaWarnings = warnings.filter((w) => w.includes("replica"));
+    expect(replicaWarnings.length).toBe(1);
+    expect(replicaWarnings[0]).toContain('"replicas":1');
+    expect(replicaWarnings[0]).toContain('"requested":2');
+  });
+
+  test(
+    "nats - a watch's re-list and its silent-feed watchdog run on the injected clock",
+    async () => {
+      const clock = new FakeClock({ start: Date.now() });
+      const lines: string[] = [];
+      const logger = {
+        debug: () => undefined,
+        info: () => undefined,
+        warn: (message: string, fields?: Record<string, unknown>) =>
+          void lines.push(`${message} ${JSON.stringify(fields)}`),
+      };
+      const store = open({ clock, relistMs: 300 }, { logger });
+      const p = freshPrefix();
+      const watch = probe(store, p, (await store.list(p)).revision);
+      try {
+        await store.create(`${p}kept`, "1");
+        await store.create(`${p}purged`, "2");
+        await watch.until("both puts", (es) => es.length >= 2);
+        const jsm = await jetstreamManager(nc);
+        await jsm.streams.purge(streamName(DEFAULT_BUCKET), {
+          filter: subjectFor(DEFAULT_BUCKET, `${p}purged`),
+        });
+        // Three re-list intervals of real time pass, none of the injected clock: no re-list.
+        await Bun.sleep(900);
+        expect(watch.events.some((e) => e.type === "resync")).toBe(false);
+        await clock.advance(300);
+        await watch.until("a resync", (es) => es.some((e) => e.type === "resync"), 10_000);
+        const resync = watch.events.find((e) => e.type === "resync");
+        if (resync?.type !== "resync") throw new Error("no resync");
+        expect(resync.cause).toBe("gap");
+        expect(resync.entries.map((kv) => kv.key)).toEqual([`${p}kept`]);
+        // The feed's heartbeats are judged on the same clock: 3 s of it without one reopens the feed.
+        expect(lines.some((l) => l.includes("sent nothing"))).toBe(false);
+        await clock.advance(4_000);
+        await until("the watchdog", () =>
+          lines.some((l) => l.includes("the watch feed sent nothing for 3 s")),
+        );
+      } finally {
+        await watch.stop();
+      }
+    },
+    SLOW,
+  );
 
   test(
     "nats - a key removed behind the watch's back (a raw purge) is put right by the periodic re-list",

@@ -1,7 +1,13 @@
 import { describe, expect, test } from "bun:test";
 import { createLogger } from "../../src/log.ts";
 import { Notifier, StatusThrottle } from "../../src/systemd/notify.ts";
-import { encodeSockaddrUn, parseNotifyEnv, statusMessage, statusText } from "../../src/systemd/protocol.ts";
+import {
+  encodeSockaddrUn,
+  extendIntervalMs,
+  parseNotifyEnv,
+  statusMessage,
+  statusText,
+} from "../../src/systemd/protocol.ts";
 
 const log = createLogger({ format: "text", level: "error" });
 
@@ -154,5 +160,90 @@ describe("systemd notify", () => {
     expect(String(error)).toContain("sendto failed with errno 11");
     tx.close();
     rx.close();
+  });
+});
+
+describe("systemd notify - start timeout extension", () => {
+  const EXTEND = "EXTEND_TIMEOUT_USEC=30000";
+  /** A notifier extending every 10 ms into `sent`. */
+  const extending = (sent: string[], env: Record<string, string> = {}) =>
+    new Notifier({
+      env: { NOTIFY_SOCKET: "@s", WEFT_NOTIFY_EXTEND_MS: "10", ...env },
+      pid: 1,
+      log,
+      send: (_s, m) => sent.push(m),
+    });
+  /**
+   * Waits until a second notifier, started now, has extended three times: at least two intervals
+   * passed, so a timer the first one should have stopped would have fired meanwhile.
+   */
+  async function twoIntervalsLater(): Promise<void> {
+    const witness: string[] = [];
+    const n = extending(witness);
+    try {
+      n.startExtending();
+      await until("three extensions of the witness", () => witness.length >= 3);
+    } finally {
+      n.close();
+    }
+  }
+
+  test("systemd - the interval is 30 s, or WEFT_NOTIFY_EXTEND_MS when it is a positive integer", () => {
+    expect(extendIntervalMs({})).toBe(30_000);
+    expect(extendIntervalMs({ WEFT_NOTIFY_EXTEND_MS: "250" })).toBe(250);
+    for (const bad of ["0", "-5", "1.5", "abc", ""])
+      expect(extendIntervalMs({ WEFT_NOTIFY_EXTEND_MS: bad })).toBe(30_000);
+  });
+
+  test("systemd - startExtending asks at once for three intervals (90 s by default), only once when called twice", () => {
+    const sent: string[] = [];
+    const n = new Notifier({ env: { NOTIFY_SOCKET: "@s" }, pid: 1, log, send: (_s, m) => sent.push(m) });
+    try {
+      n.startExtending();
+      n.startExtending();
+      expect(sent).toEqual(["EXTEND_TIMEOUT_USEC=90000000"]);
+    } finally {
+      n.close();
+    }
+  });
+
+  test("systemd - extensions repeat every interval until READY=1, and none follow it", async () => {
+    const sent: string[] = [];
+    const n = extending(sent);
+    try {
+      n.startExtending();
+      expect(sent).toEqual([EXTEND]);
+      await until("three extensions", () => sent.length >= 3);
+      expect(new Set(sent)).toEqual(new Set([EXTEND]));
+      n.ready();
+      const atReady = sent.length;
+      expect(sent.at(-1)).toBe("READY=1");
+      await twoIntervalsLater();
+      expect(sent.length).toBe(atReady);
+      // Extending again after READY=1 would be a start that never ends for systemd.
+      n.startExtending();
+      expect(sent.length).toBe(atReady);
+    } finally {
+      n.close();
+    }
+  });
+
+  test("systemd - STOPPING=1 and close() end the extensions", async () => {
+    const stopped: string[] = [];
+    const closed: string[] = [];
+    const a = extending(stopped);
+    const b = extending(closed);
+    try {
+      a.startExtending();
+      b.startExtending();
+      a.stopping();
+      b.close();
+      await twoIntervalsLater();
+      expect(stopped).toEqual([EXTEND, "STOPPING=1"]);
+      expect(closed).toEqual([EXTEND]);
+    } finally {
+      a.close();
+      b.close();
+    }
   });
 });

@@ -2,6 +2,8 @@
  * `weft doctor`'s rules about the store, the network config, the own lease and the running agent: pure
  * functions from what was read to findings. The reading is in `store-facts.ts` and `doctor.ts`.
  */
+
+import { storeDrivers } from "../../../stores/index.ts";
 import type { StoreKind } from "../../config/flags.ts";
 import type { NetworkConfig } from "../../config/network-config.ts";
 import type { Readiness } from "../../http/server.ts";
@@ -12,19 +14,22 @@ import { Check, type DoctorFinding, fail, ok, warn } from "./finding.ts";
 
 const trimmed = (prefix: string) => prefix.replace(/\/+$/, "");
 
-/** The flags that name the store and its credentials, per store, for fixes. */
+/**
+ * The flags a store reads, for fixes, as its driver declares them (stores/<name>/driver.ts): `--store`,
+ * where its endpoints go, the shared TLS and user/password flags it uses, and the flags only it reads.
+ */
 export function storeFlags(store: StoreKind): string {
-  switch (store) {
-    case "etcd":
-    case "etcd2":
-      return `--store=${store}, --etcd-endpoints, --etcd-username/--etcd-password, --etcd-certfile/--etcd-keyfile/--etcd-cafile`;
-    case "consul":
-      return "--store=consul, --store-endpoints, --consul-token";
-    case "nats":
-      return "--store=nats, --store-endpoints, --nats-creds";
-    case "sqlite":
-      return "--store=sqlite, --store-endpoints=<database file>";
-  }
+  const driver = storeDrivers[store];
+  const endpoints = {
+    "etcd-urls": "--etcd-endpoints",
+    urls: "--store-endpoints",
+    file: "--store-endpoints=<database file>",
+  }[driver.endpoints];
+  const flags = [`--store=${store}`, endpoints];
+  if (driver.uses.userPassword) flags.push("--etcd-username/--etcd-password");
+  if (driver.uses.tls) flags.push("--etcd-certfile/--etcd-keyfile/--etcd-cafile");
+  for (const flag of driver.flags) flags.push(`--${flag.name}`);
+  return flags.join(", ");
 }
 
 export function storeRule(

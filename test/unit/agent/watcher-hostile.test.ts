@@ -8,24 +8,11 @@ import { LeaseWatcher } from "../../../src/lease/watcher.ts";
 import { createLogger } from "../../../src/log.ts";
 import { Metrics } from "../../../src/metrics.ts";
 import { parseCidr } from "../../../src/net/ipv4.ts";
-import type { KeyValue, ListResult, Store, WatchEvent } from "../../../stores/store.ts";
+import type { KeyValue, WatchEvent } from "../../../stores/store.ts";
+import { scriptedStore } from "../fixtures/scripted-store.ts";
 
 const PREFIX = "/coreos.com/network/subnets/";
 const network = parseCidr("10.100.0.0/16");
-
-function scriptedStore(initial: KeyValue[], events: WatchEvent[]): Store {
-  const store = {
-    list: async (): Promise<ListResult> => ({ entries: initial, revision: 10n }),
-    watch: (_prefix: string, options: { signal?: AbortSignal }) =>
-      (async function* () {
-        yield* events;
-        const signal = options.signal;
-        if (signal === undefined || signal.aborted) return;
-        await new Promise((resolve) => signal.addEventListener("abort", resolve));
-      })(),
-  };
-  return store as unknown as Store;
-}
 
 const value = (ip: string) => JSON.stringify({ PublicIP: ip, BackendType: "host-gw" });
 const put = (key: string, v: string, revision: bigint): WatchEvent => ({
@@ -40,7 +27,7 @@ async function run(initial: KeyValue[], events: WatchEvent[]) {
   const seen: ReadonlyMap<string, Lease>[] = [];
   const stop = new AbortController();
   const w = new LeaseWatcher({
-    store: scriptedStore(initial, events),
+    store: scriptedStore({ entries: initial, revision: 10n }, events),
     prefix: PREFIX,
     network,
     subnetLen: 24,

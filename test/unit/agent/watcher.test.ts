@@ -8,26 +8,12 @@ import { LeaseWatcher } from "../../../src/lease/watcher.ts";
 import { createLogger } from "../../../src/log.ts";
 import { Metrics } from "../../../src/metrics.ts";
 import { parseCidr } from "../../../src/net/ipv4.ts";
-import type { KeyValue, ListResult, Store, WatchEvent } from "../../../stores/store.ts";
+import type { KeyValue, Store, WatchEvent } from "../../../stores/store.ts";
+import { scriptedStore } from "../fixtures/scripted-store.ts";
 
 const PREFIX = "/coreos.com/network/subnets/";
 const network = parseCidr("10.0.0.0/8");
 const quiet = createLogger({ write: () => undefined });
-
-/** A store that lists `initial` and then delivers `events` to the watch, in order. */
-function scriptedStore(initial: KeyValue[], events: WatchEvent[]): Store {
-  const store = {
-    list: async (): Promise<ListResult> => ({ entries: initial, revision: 1n }),
-    watch: (_prefix: string, options: { signal?: AbortSignal }) =>
-      (async function* () {
-        yield* events;
-        const signal = options.signal;
-        if (signal === undefined || signal.aborted) return;
-        await new Promise((resolve) => signal.addEventListener("abort", resolve));
-      })(),
-  };
-  return store as unknown as Store;
-}
 
 function watcher(store: Store, onChange: (leases: ReadonlyMap<string, Lease>, key?: string) => void) {
   return new LeaseWatcher({
@@ -46,7 +32,7 @@ function watcher(store: Store, onChange: (leases: ReadonlyMap<string, Lease>, ke
 async function fullValidation(entries: KeyValue[]): Promise<Map<string, bigint>> {
   let result = new Map<string, bigint>();
   const stop = new AbortController();
-  const w = watcher(scriptedStore(entries, []), (leases) => {
+  const w = watcher(scriptedStore({ entries, revision: 1n }), (leases) => {
     result = new Map([...leases].map(([k, l]) => [k, l.revision]));
     stop.abort();
   });
@@ -116,7 +102,7 @@ for (const seed of [1, 2, 3, 4, 5, 6, 7, 8]) {
 
     const seen: { leases: Map<string, bigint>; key: string | undefined }[] = [];
     const stop = new AbortController();
-    const w = watcher(scriptedStore(initial, events), (leases, key) => {
+    const w = watcher(scriptedStore({ entries: initial, revision: 1n }, events), (leases, key) => {
       seen.push({ leases: new Map([...leases].map(([k, l]) => [k, l.revision])), key });
       if (seen.length === events.length + 1) stop.abort();
     });
@@ -156,7 +142,7 @@ test("watcher - with one prefix length and no overlaps every put and delete is f
   ];
   const keys: (string | undefined)[] = [];
   const stop = new AbortController();
-  const w = watcher(scriptedStore(initial, events), (leases, key) => {
+  const w = watcher(scriptedStore({ entries: initial, revision: 1n }, events), (leases, key) => {
     keys.push(key);
     if (keys.length === 4) {
       expect(leases.size).toBe(50);
@@ -181,7 +167,7 @@ test("watcher - the first fold reuses how the caller's list parsed, per key and 
   );
   let seen: Lease | undefined;
   const stop = new AbortController();
-  const w = watcher(scriptedStore([], []), (leases) => {
+  const w = watcher(scriptedStore({ entries: [], revision: 1n }), (leases) => {
     seen = leases.get(kv.key);
     stop.abort();
   });

@@ -1,9 +1,9 @@
 import { expect, test } from "bun:test";
 import { configKeyCandidates, waitForConfig } from "../../../src/cli/config-wait.ts";
-import type { Clock } from "../../../src/clock.ts";
 import { parseFlags } from "../../../src/config/flags.ts";
 import { createLogger } from "../../../src/log.ts";
 import type { KeyValue, Store } from "../../../stores/store.ts";
+import { fakeClock } from "../helpers.ts";
 
 const VALID = '{"Network": "10.5.0.0/16", "Backend": {"Type": "vxlan"}}';
 
@@ -17,16 +17,6 @@ function scripted(values: (string | undefined | Error)[]): Store {
       return v === undefined ? undefined : { key, value: v, revision: 1n, expires: false };
     },
   } as unknown as Store;
-}
-
-function fakeClock(): Clock {
-  let now = 0;
-  return {
-    now: () => now,
-    sleep: async (ms) => {
-      now += ms;
-    },
-  };
 }
 
 test("config wait - where a config meant for a prefix is often found instead", () => {

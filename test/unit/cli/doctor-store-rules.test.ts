@@ -10,12 +10,13 @@ import {
   configRule,
   leaseRule,
   otherKeyspaceCandidate,
+  storeFlags,
   storeRule,
 } from "../../../src/cli/doctor/store-rules.ts";
 import { parseFlags } from "../../../src/config/flags.ts";
 import { parseLease } from "../../../src/lease/lease.ts";
 import { parseCidr } from "../../../src/net/ipv4.ts";
-import { openStore } from "../../../stores/index.ts";
+import { openStore, storeDrivers, storeNames } from "../../../stores/index.ts";
 
 const CONFIG = '{"Network":"192.168.0.0/16","SubnetLen":26,"Backend":{"Type":"host-gw"}}';
 const NETWORK = parseCidr("192.168.0.0/16");
@@ -130,6 +131,28 @@ describe("doctor - store and agent", () => {
     expect(f.finding).toBe("cannot use etcd at http://127.0.0.1:2379: connection refused");
     expect(f.fix).toContain("--etcd-endpoints");
     expect(storeRule("nats", ["nats://x:4222"], { ok: true }).status).toBe(Verdict.Ok);
+  });
+
+  test("doctor - each store's flags in a fix are read from its driver descriptor", () => {
+    expect(storeFlags("etcd")).toBe(
+      "--store=etcd, --etcd-endpoints, --etcd-username/--etcd-password, --etcd-certfile/--etcd-keyfile/--etcd-cafile",
+    );
+    expect(storeFlags("sqlite")).toBe("--store=sqlite, --store-endpoints=<database file>");
+    // Consul reads the TLS flags too (issue 12, item 19), NATS also the user and password.
+    expect(storeFlags("consul")).toContain("--etcd-cafile");
+    expect(storeFlags("nats")).toContain("--etcd-username/--etcd-password");
+    for (const name of storeNames) {
+      const driver = storeDrivers[name];
+      const text = storeFlags(name);
+      expect(text.startsWith(`--store=${name}, `)).toBe(true);
+      // Whatever flags a driver declares (more may come) are named, and only its own.
+      for (const other of storeNames)
+        for (const flag of storeDrivers[other].flags)
+          expect(text.includes(`--${flag.name}`)).toBe(other === name);
+      expect(text.includes("--etcd-certfile")).toBe(driver.uses.tls);
+      expect(text.includes("--etcd-username")).toBe(driver.uses.userPassword);
+      expect(text.includes("--etcd-endpoints")).toBe(driver.endpoints === "etcd-urls");
+    }
   });
 
   test("doctor - the agent's answer: ready ok, not ready FAIL with the reason, none FAIL", () => {

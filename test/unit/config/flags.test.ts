@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test";
+import { storeOptions } from "../../../src/cli/store-from-flags.ts";
 import { envName, FLAGS } from "../../../src/config/flag-table.ts";
 import { describeFlags, formatHelp, parseFlags } from "../../../src/config/flags.ts";
 import { parseGoBool } from "../../../src/config/go-flags.ts";
@@ -493,6 +494,36 @@ describe("flags store", () => {
     ]);
     expect(parse(["--store=sqlite", "--store-endpoints=/tmp/w.db"]).storeEndpoints).toEqual(["/tmp/w.db"]);
     expect(parse([], { WEFT_STORE_ENDPOINTS: "http://x:2379" }).storeEndpoints).toEqual(["http://x:2379"]);
+  });
+
+  test("flags - --nats-replicas: 1..5 with --store=nats, refused naming flag and value otherwise, passed to the driver", () => {
+    const defaults = parse(["--store=nats"]);
+    expect(defaults.natsReplicas).toBe(1);
+    expect(storeOptions(defaults).replicas).toBe(1);
+    const three = parse(["--store=nats", "--nats-replicas=3"]);
+    expect(three.natsReplicas).toBe(3);
+    expect(storeOptions(three).replicas).toBe(3);
+    expect(parse(["--store=nats"], { WEFT_NATS_REPLICAS: "5" }).natsReplicas).toBe(5);
+    for (const bad of ["0", "6", "three", "2.5", "-1", ""]) {
+      const err = refusal(["--store=nats", `--nats-replicas=${bad}`]);
+      expect(err.code).toBe(WeftErrorCode.FlagInvalid);
+      expect(err.message).toStartWith(
+        `--nats-replicas=${bad === "" ? '""' : bad}: must be a whole number from 1 to 5`,
+      );
+    }
+    const fromEnv = parse(["--store=nats"], { WEFT_NATS_REPLICAS: "9" });
+    expect(fromEnv.natsReplicas).toBe(1);
+    expect(fromEnv.warnings).toHaveLength(1);
+    expect(fromEnv.warnings[0]).toStartWith(
+      "WEFT_NATS_REPLICAS=9 (--nats-replicas): must be a whole number from 1 to 5",
+    );
+    expect(fromEnv.warnings[0]).toEndWith('WEFT_NATS_REPLICAS is ignored and the default "1" is used');
+  });
+
+  test("flags - --nats-replicas with another store is only warned about, never checked or passed on", () => {
+    const flags = parse(["--store=etcd", "--nats-replicas=9"]);
+    expect(flags.warnings).toEqual(["--nats-replicas is ignored with --store=etcd"]);
+    expect(storeOptions(flags).replicas).toBeUndefined();
   });
 
   test("flags - options of another store are warned about", () => {
