@@ -25,7 +25,7 @@ import type { Metrics } from "../metrics.ts";
 import { cidrsOverlap, formatCidr, type Ipv4Cidr, networkOf } from "../net/ipv4.ts";
 import { AF } from "../netlink/constants.ts";
 import { RTPROT_WEFT } from "../netlink/netlink.ts";
-import type { Neigh, Route } from "../netlink/types.ts";
+import type { Neigh, Nexthop, Route } from "../netlink/types.ts";
 import { ApplyLoop, type ApplyOutcome, BusyTracker } from "../reconcile/apply-loop.ts";
 import { type OwnLease, SubnetManager } from "../subnet/manager.ts";
 import { previousSubnet, writeSubnetEnv } from "../subnet/subnet-env.ts";
@@ -44,6 +44,8 @@ export interface KernelEvents {
     route(route: Route, deleted: boolean): void;
     /** ARP and FDB entries; only a vxlan agent subscribes to them. */
     neigh?(neigh: Neigh, deleted: boolean): void;
+    /** Nexthop objects, when peer routes go through them. */
+    nexthop?(nexthop: Nexthop, deleted: boolean): void;
     /** Links or addresses changed, or events were lost: the whole picture must be re-read. */
     resync(reason: string): void;
   }): () => void;
@@ -194,6 +196,8 @@ export class Agent implements StatusSource {
         neigh.family === AF.BRIDGE
           ? this.#drift("fdb", wiring.tables.noteNeigh(neigh, deleted), neigh.mac ?? "", deleted)
           : this.#drift("neigh", wiring.tables.noteNeigh(neigh, deleted), neigh.ip ?? "", deleted),
+      nexthop: (nexthop, deleted) =>
+        this.#drift("nexthop", wiring.tables.noteNexthop(nexthop, deleted), `id ${nexthop.id}`, deleted),
       resync: (reason) => {
         log.info("re-reading kernel state", { reason });
         this.#deviceStale = true;
@@ -421,8 +425,10 @@ export class Agent implements StatusSource {
 
   /**
    * The store answers but the own lease is gone and no watch said so: the store lost its data. The
-   * lease is re-created with the same subnet at once; the lease watch lists again after a grace of
-   * two probes, so peers (probing as often) have re-created theirs and their routes never go away.
+   * lease is re-created with the same subnet at once; the lease watch lists again after two probes.
+   * When the store's revision went backwards that list only adds (the watcher's `BACKWARDS_GRACE_MS`):
+   * peers' routes stay until the watcher's own list at the end of the grace, by when they re-created
+   * their leases.
    */
   #ownLeaseMissing(): void {
     if (this.#recovering || this.#signal.aborted) return;
@@ -554,11 +560,13 @@ export class Agent implements StatusSource {
   async #applyFirewall(how: "apply" | "ensure"): Promise<void> {
     try {
       const { firewall } = this.#o.wiring;
+      const started = performance.now();
       const result = await this.#busy.track(() => (how === "apply" ? firewall.apply() : firewall.ensure()));
       this.#o.metrics.firewallApplies.inc({ result: result.changed ? "changed" : "unchanged" });
       if (result.changed)
         this.#o.log.info(how === "apply" ? "installed firewall rules" : "repaired firewall rules", {
           changes: result.lines.length,
+          ms: (performance.now() - started).toFixed(2),
         });
       for (const f of result.findings) this.#o.log.warn("firewall finding", { finding: f });
       if (!this.#firewallOk) await this.#takeOver();

@@ -5,10 +5,11 @@
  */
 import type { Logger } from "../log.ts";
 
-export type DriftKind = "route" | "neigh" | "fdb";
+export type DriftKind = "route" | "nexthop" | "neigh" | "fdb";
 
 const NAMES: Readonly<Record<DriftKind, { what: string; field: string }>> = {
   route: { what: "route", field: "dst" },
+  nexthop: { what: "nexthop", field: "nexthop" },
   neigh: { what: "neighbour", field: "entry" },
   fdb: { what: "FDB entry", field: "mac" },
 };

@@ -15,6 +15,7 @@ import { type CommandRunner, spawnRunner } from "../firewall/runner.ts";
 import { formatCidr, type Ipv4Cidr } from "../net/ipv4.ts";
 import { type NetlinkHandle, RTPROT_WEFT } from "../netlink/netlink.ts";
 import { KernelTables } from "../reconcile/kernel-tables.ts";
+import type { NexthopMode } from "../reconcile/route-table.ts";
 import type { ExternalChoice } from "./ext-iface.ts";
 
 export interface WiringInput {
@@ -27,6 +28,8 @@ export interface WiringInput {
   readonly fullyRandomDisable: boolean;
   /** How iptables/nft are run; the real tools when omitted (unit tests inject a fake). */
   readonly run?: CommandRunner | undefined;
+  /** How peer routes are programmed (`detectNexthops`); inline gateways when omitted. */
+  readonly nexthops?: NexthopMode | undefined;
 }
 
 /** What `takeOver()` did: the leftovers it removed, or the flanneld processes that kept it from it. */
@@ -71,7 +74,7 @@ export function createBackend(
 /** The wiring for the agent's flags (`weft` and `weft plan` take the same ones). */
 export function wireFromFlags(
   flags: Pick<AgentFlags, "ipMasq" | "iptablesForwardRules" | "ipMasqFullyRandomDisable">,
-  input: Pick<WiringInput, "config" | "external" | "netlink">,
+  input: Pick<WiringInput, "config" | "external" | "netlink" | "nexthops">,
 ): Wiring {
   return wire({
     ...input,
@@ -101,6 +104,7 @@ export function wire(input: WiringInput): Wiring {
     protocol: RTPROT_WEFT,
     network: input.config.network,
     deviceIndex: () => backend.deviceIndex(),
+    nexthops: input.nexthops,
   });
   const takeOver = async (): Promise<TakeOver> => {
     const removed: string[] = [];

@@ -16,18 +16,30 @@ import { leaseRules, parseLease, subnetsPrefix } from "../lease/lease.ts";
 import { withoutOverlaps } from "../lease/watcher.ts";
 import { formatCidr, type Ipv4Cidr } from "../net/ipv4.ts";
 import { Netlink, RTPROT_WEFT } from "../netlink/netlink.ts";
-import type { Route } from "../netlink/types.ts";
+import type { Nexthop, Route } from "../netlink/types.ts";
+import { detectNexthops } from "../reconcile/route-table.ts";
 import { allocateSubnet, cryptoRandomInt } from "../subnet/allocate.ts";
 import { leaseViews } from "../subnet/manager.ts";
 import { readSubnetEnv, renderSubnetEnv } from "../subnet/subnet-env.ts";
 import { printable } from "./printable.ts";
 import { configKey, storeFromFlags } from "./store-from-flags.ts";
 
-function describeRoute(r: Route, names: ReadonlyMap<number, string>): string {
-  const via = r.gateway === undefined ? "" : ` via ${r.gateway}`;
-  const dev = names.get(r.oif ?? -1) ?? `#${r.oif ?? "?"}`;
-  // The order `ip route show` prints.
-  return `${r.dst}${via} dev ${dev} proto ${r.protocol ?? "boot"}${r.onlink === true ? " onlink" : ""}`;
+/**
+ * A route as `ip route show` prints it. A route through a nexthop is printed with the gateway and
+ * device of the route it stands for (`inline`), as the kernel reports it.
+ */
+function describeRoute(r: Route, names: ReadonlyMap<number, string>, inline?: Route): string {
+  const shown = inline ?? r;
+  const nhid = r.nhid === undefined ? "" : ` nhid ${r.nhid}`;
+  const via = shown.gateway === undefined ? "" : ` via ${shown.gateway}`;
+  const dev = names.get(shown.oif ?? -1) ?? `#${shown.oif ?? "?"}`;
+  return `${r.dst}${nhid}${via} dev ${dev} proto ${r.protocol ?? "boot"}${shown.onlink === true ? " onlink" : ""}`;
+}
+
+/** A nexthop as `ip nexthop show` prints it. */
+function describeNexthop(nh: Nexthop, names: ReadonlyMap<number, string>): string {
+  const dev = names.get(nh.oif ?? -1) ?? `#${nh.oif ?? "?"}`;
+  return `id ${nh.id} via ${nh.gateway} dev ${dev} scope link proto ${nh.protocol ?? "boot"}${nh.onlink === true ? " onlink" : ""}`;
 }
 
 export async function runPlan(flags: AgentFlags, write: (line: string) => void): Promise<number> {
@@ -76,7 +88,13 @@ export async function runPlan(flags: AgentFlags, write: (line: string) => void):
         write(`  ! ignoring ${lease.key}: subnet ${lease.subnetText} overlaps ${winner.key}`),
     ).values();
     // The agent's own wiring: same backend, firewall spec and tables, so this is the run's diff.
-    const { backend, firewall, tables, firewallSpec } = wireFromFlags(flags, { config, external, netlink });
+    const nexthops = await detectNexthops(netlink, flags.routeNexthops);
+    const { backend, firewall, tables, firewallSpec } = wireFromFlags(flags, {
+      config,
+      external,
+      netlink,
+      nexthops: nexthops.mode,
+    });
     const device = await backend.ensureDevice(own, { dryRun: true });
     write(`backend ${backend.type}, MTU ${backend.mtu()}`);
     for (const action of device.actions) write(`  would ${action}`);
@@ -88,11 +106,22 @@ export async function runPlan(flags: AgentFlags, write: (line: string) => void):
     tables.setDesired(peers);
     tables.allowSweep();
     const delta = await tables.plan();
+    if (tables.routes.usesNexthops) {
+      const { nexthops: nh } = delta;
+      write(
+        `nexthops: ${tables.size.nexthops} desired, ${nh.upserts.length} to add or replace, ${nh.deletes.length} to delete`,
+      );
+      for (const [, n] of nh.deletes) write(`  - ${describeNexthop(n, names)}`);
+      for (const [, n] of nh.upserts) write(`  + ${describeNexthop(n, names)}`);
+    } else if (nexthops.reason !== undefined) {
+      write(`  (routes use inline gateways: the kernel has no nexthop objects: ${nexthops.reason})`);
+    }
     write(
       `routes: ${peers.routes.size} desired, ${delta.routes.upserts.length} to add or replace, ${delta.routes.deletes.length} to delete`,
     );
     for (const [, r] of delta.routes.deletes) write(`  - ${describeRoute(r, names)}`);
-    for (const [, r] of delta.routes.upserts) write(`  + ${describeRoute(r, names)}`);
+    for (const [dst, r] of delta.routes.upserts)
+      write(`  + ${describeRoute(r, names, peers.routes.get(dst))}`);
     if (backend.type === "vxlan") {
       const { neighs, fdb } = delta;
       write(

@@ -8,9 +8,10 @@ import { type RawMessage, Reader } from "./codec.ts";
 import { decodeAddr } from "./codec-addr.ts";
 import { decodeLink } from "./codec-link.ts";
 import { decodeNeigh } from "./codec-neigh.ts";
+import { decodeNexthop } from "./codec-nexthop.ts";
 import { decodeRoute } from "./codec-route.ts";
 import { RTM, SIZE } from "./constants.ts";
-import type { Addr, Link, Neigh, Route } from "./types.ts";
+import type { Addr, Link, Neigh, Nexthop, Route } from "./types.ts";
 
 /** Whether the object appeared/changed (RTM_NEW*) or went away (RTM_DEL*). */
 export type EventAction = "new" | "del";
@@ -24,6 +25,12 @@ export type NetlinkEvent =
   | { readonly type: "link"; readonly action: EventAction; readonly link: Link; readonly sender: number }
   | { readonly type: "addr"; readonly action: EventAction; readonly addr: Addr; readonly sender: number }
   | { readonly type: "neigh"; readonly action: EventAction; readonly neigh: Neigh; readonly sender: number }
+  | {
+      readonly type: "nexthop";
+      readonly action: EventAction;
+      readonly nexthop: Nexthop;
+      readonly sender: number;
+    }
   /**
    * Events were lost: the socket overran (ENOBUFS), a read was cut short, or reading failed. The
    * consumer must re-list what it cares about; nothing else says what changed in between.
@@ -62,6 +69,14 @@ function decodeOne(r: Reader, m: RawMessage, options: DecodeOptions): NetlinkEve
         type: "neigh",
         action: m.type === RTM.NEWNEIGH ? "new" : "del",
         neigh: decodeNeigh(r, m),
+        sender,
+      };
+    case RTM.NEWNEXTHOP:
+    case RTM.DELNEXTHOP:
+      return {
+        type: "nexthop",
+        action: m.type === RTM.NEWNEXTHOP ? "new" : "del",
+        nexthop: decodeNexthop(r, m),
         sender,
       };
     default:

@@ -1,7 +1,8 @@
 /**
  * RTM_NEWROUTE / RTM_DELROUTE / RTM_GETROUTE: struct rtmsg plus RTA_* attributes. Requests are laid
  * out byte for byte as iproute2 6.1 lays out `ip route replace|del <dst> via <gw> dev <if> …`
- * (RTA_DST, RTA_GATEWAY, RTA_TABLE, RTA_PRIORITY, RTA_OIF), so a capture of either reads the same.
+ * (RTA_DST, RTA_GATEWAY, RTA_TABLE, RTA_PRIORITY, RTA_OIF, RTA_NH_ID), so a capture of either reads the
+ * same. A route through a nexthop object (`nhid`) carries RTA_NH_ID instead of a gateway and device.
  */
 import { formatIp, parseIpInto, parsePrefixInto } from "./address.ts";
 import type { MessageWriter, RawMessage, Reader } from "./codec.ts";
@@ -14,6 +15,7 @@ const EINVAL = 22;
 /** `ip route` text for a route, used in error messages: "10.5.1.0/24 via 172.17.42.2 dev #3 proto 77". */
 export function formatRoute(route: Route): string {
   const parts = [route.dst];
+  if (route.nhid !== undefined) parts.push("nhid", String(route.nhid));
   if (route.gateway !== undefined) parts.push("via", route.gateway);
   if (route.oif !== undefined) parts.push("dev", `#${route.oif}`);
   if (route.table !== undefined && route.table !== RT_TABLE.MAIN) parts.push("table", String(route.table));
@@ -45,7 +47,11 @@ export function encodeRoute(w: MessageWriter, type: number, flags: number, seq: 
     throw invalid(isDelete, route, `destination "${route.dst}" is not an address/prefix`);
   const family = dst.bytes === 16 ? AF.INET6 : AF.INET;
   let gatewayBytes = 0;
-  if (route.gateway !== undefined) {
+  // Through a nexthop the gateway and device are the nexthop's; the kernel refuses both together
+  // (EINVAL "Nexthop specification and nexthop id are mutually exclusive"), so a route read back from
+  // a dump, which carries both, is written and deleted by its id alone.
+  const viaNexthop = route.nhid !== undefined;
+  if (route.gateway !== undefined && !viaNexthop) {
     gatewayBytes = parseIpInto(route.gateway, 0, route.gateway.length, gatewayScratch);
     if (gatewayBytes !== dst.bytes) {
       throw invalid(
@@ -61,7 +67,8 @@ export function encodeRoute(w: MessageWriter, type: number, flags: number, seq: 
   if (scope === undefined) {
     if (isDelete) scope = RT_SCOPE.NOWHERE;
     else if (routeType === RTN.LOCAL) scope = RT_SCOPE.HOST;
-    else if (gatewayBytes === 0 && routeType === RTN.UNICAST) scope = RT_SCOPE.LINK;
+    else if (gatewayBytes === 0 && route.nhid === undefined && routeType === RTN.UNICAST)
+      scope = RT_SCOPE.LINK;
     else scope = RT_SCOPE.UNIVERSE;
   }
   w.begin(type, NLM_F.REQUEST | flags, seq)
@@ -73,12 +80,13 @@ export function encodeRoute(w: MessageWriter, type: number, flags: number, seq: 
     .u8(route.protocol ?? (isDelete ? RTPROT.UNSPEC : RTPROT.BOOT))
     .u8(scope)
     .u8(routeType)
-    .u32(route.onlink === true ? RTNH_F.ONLINK : 0);
+    .u32(route.onlink === true && !viaNexthop ? RTNH_F.ONLINK : 0);
   if (dst.length > 0) w.attr(RTA.DST, dstBytes, dst.bytes);
   if (gatewayBytes > 0) w.attr(RTA.GATEWAY, gatewayScratch, gatewayBytes);
   if (table >= 256) w.attrU32(RTA.TABLE, table);
   if (route.priority !== undefined) w.attrU32(RTA.PRIORITY, route.priority);
-  if (route.oif !== undefined) w.attrU32(RTA.OIF, route.oif);
+  if (route.oif !== undefined && !viaNexthop) w.attrU32(RTA.OIF, route.oif);
+  if (route.nhid !== undefined) w.attrU32(RTA.NH_ID, route.nhid);
   w.end();
 }
 
@@ -138,6 +146,9 @@ export function decodeRoute(r: Reader, m: RawMessage): Route {
         break;
       case RTA.TABLE:
         route.table = r.u32(payload);
+        break;
+      case RTA.NH_ID:
+        route.nhid = r.u32(payload);
         break;
     }
     offset += (length + 3) & ~3;

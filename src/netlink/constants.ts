@@ -45,6 +45,9 @@ export const RTM = {
   NEWNEIGH: 28,
   DELNEIGH: 29,
   GETNEIGH: 30,
+  NEWNEXTHOP: 104,
+  DELNEXTHOP: 105,
+  GETNEXTHOP: 106,
 } as const;
 
 /** Route attributes (RTA_*). */
@@ -59,7 +62,12 @@ export const RTA = {
   METRICS: 8,
   MULTIPATH: 9,
   TABLE: 15,
+  /** The nexthop object a route uses (`nhid`, kernel ≥ 5.3). */
+  NH_ID: 30,
 } as const;
+
+/** Nexthop object attributes (NHA_*, linux/nexthop.h). */
+export const NHA = { ID: 1, GROUP: 2, GROUP_TYPE: 3, BLACKHOLE: 4, OIF: 5, GATEWAY: 6, FDB: 11 } as const;
 
 /** Route types (RTN_*). */
 export const RTN = {
@@ -160,10 +168,19 @@ export const RTNLGRP = {
   IPV4_ROUTE: 7,
   IPV6_IFADDR: 9,
   IPV6_ROUTE: 11,
+  NEXTHOP: 32,
 } as const;
 
 /** Extended-ack attributes of an NLMSG_ERROR (NLMSGERR_ATTR_*). */
 export const NLMSGERR_ATTR = { MSG: 1, OFFS: 2 } as const;
 
 /** Header sizes in bytes. */
-export const SIZE = { NLMSGHDR: 16, RTMSG: 12, IFINFOMSG: 16, IFADDRMSG: 8, NDMSG: 12, NLATTR: 4 } as const;
+export const SIZE = {
+  NLMSGHDR: 16,
+  RTMSG: 12,
+  IFINFOMSG: 16,
+  IFADDRMSG: 8,
+  NDMSG: 12,
+  NHMSG: 8,
+  NLATTR: 4,
+} as const;

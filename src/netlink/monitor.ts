@@ -22,22 +22,26 @@
 import { type DecodeOptions, decodeEvents, type NetlinkEvent } from "./codec-event.ts";
 import { RT_TABLE, RTNLGRP } from "./constants.ts";
 import { NetlinkSocket } from "./socket.ts";
-import type { Neigh, Route } from "./types.ts";
+import type { Neigh, Nexthop, Route } from "./types.ts";
 
 export type { EventAction, NetlinkEvent } from "./codec-event.ts";
 
-/** What to subscribe to: IPv4 routes, links, neighbours (ARP and FDB), IPv4 addresses. */
-export type MonitorGroup = "route" | "link" | "neigh" | "addr";
+/** What to subscribe to: IPv4 routes, links, neighbours (ARP and FDB), IPv4 addresses, nexthop objects. */
+export type MonitorGroup = "route" | "link" | "neigh" | "addr" | "nexthop";
 
 const groupNumbers: Readonly<Record<MonitorGroup, number>> = {
   route: RTNLGRP.IPV4_ROUTE,
   link: RTNLGRP.LINK,
   neigh: RTNLGRP.NEIGH,
   addr: RTNLGRP.IPV4_IFADDR,
+  nexthop: RTNLGRP.NEXTHOP,
 };
 
 export interface MonitorOptions {
-  /** Groups to join; all four by default. */
+  /**
+   * Groups to join; route, link, neigh and addr by default. "nexthop" fails to join on kernels
+   * without nexthop objects (before 5.3).
+   */
   readonly groups?: readonly MonitorGroup[];
   /**
    * Route events are delivered only for these tables: main (254) by default, so the local table's
@@ -54,6 +58,11 @@ export interface KernelEventHandlers {
   route(route: Route, deleted: boolean): void;
   /** ARP and FDB entries (joined with the "neigh" group only). */
   neigh?(neigh: Neigh, deleted: boolean): void;
+  /**
+   * Nexthop objects (joined with the "nexthop" group only). A deleted nexthop takes the routes using
+   * it with it, and the kernel sends no RTM_DELROUTE for them.
+   */
+  nexthop?(nexthop: Nexthop, deleted: boolean): void;
   /** Links or addresses changed, or events were lost: the whole picture must be re-read. */
   resync(reason: string): void;
 }
@@ -119,6 +128,9 @@ export class Monitor implements AsyncIterable<NetlinkEvent> {
           break;
         case "neigh":
           handlers.neigh?.(event.neigh, event.action === "del");
+          break;
+        case "nexthop":
+          handlers.nexthop?.(event.nexthop, event.action === "del");
           break;
       }
     };

@@ -18,12 +18,19 @@ import {
   encodeVxlanAdd,
 } from "./codec-link.ts";
 import { decodeNeigh, encodeNeigh, encodeNeighDump, formatNeigh } from "./codec-neigh.ts";
+import {
+  decodeNexthop,
+  encodeNexthop,
+  encodeNexthopDelete,
+  encodeNexthopDump,
+  formatNexthop,
+} from "./codec-nexthop.ts";
 import { decodeRoute, encodeRoute, encodeRouteDump, formatRoute } from "./codec-route.ts";
 import { AF, NLM_F, NTF, NUD, RT_TABLE, RTM } from "./constants.ts";
 import { NetlinkError } from "./errors.ts";
 import { NetlinkSocket } from "./socket.ts";
 import { Errno, type Transport } from "./transport.ts";
-import type { Addr, Link, Neigh, Route, VxlanLinkSpec } from "./types.ts";
+import type { Addr, Link, Neigh, Nexthop, Route, VxlanLinkSpec } from "./types.ts";
 
 export type { ListResult } from "./channel.ts";
 
@@ -52,6 +59,10 @@ export interface RouteFailure extends Failure {
 
 export interface NeighFailure extends Failure {
   readonly neigh: Neigh;
+}
+
+export interface NexthopFailure extends Failure {
+  readonly nexthop: Nexthop;
 }
 
 /** The outcome of a batched write: how many objects the kernel acked, and each one it refused. */
@@ -106,6 +117,10 @@ export interface NetlinkHandle {
   fdbList(filter?: NeighFilter): Promise<ListResult<Neigh>>;
   fdbReplace(entries: readonly FdbEntry[]): Promise<BatchResult<NeighFailure>>;
   fdbDelete(entries: readonly FdbEntry[]): Promise<BatchResult<NeighFailure>>;
+  /** Rejects with EOPNOTSUPP (or EINVAL) on kernels without nexthop objects (before 5.3). */
+  nexthopList(): Promise<ListResult<Nexthop>>;
+  nexthopReplace(nexthops: readonly Nexthop[]): Promise<BatchResult<NexthopFailure>>;
+  nexthopDelete(nexthops: readonly Nexthop[]): Promise<BatchResult<NexthopFailure>>;
   close(): Promise<void>;
 }
 
@@ -306,6 +321,39 @@ export class Netlink implements NetlinkHandle {
   /** `bridge fdb del <mac> dev #<index> dst <dst> self`, batched. */
   fdbDelete(entries: readonly FdbEntry[]): Promise<BatchResult<NeighFailure>> {
     return this.neighDelete(entries.map(fdbNeigh));
+  }
+
+  /** `ip nexthop show`: one RTM_GETNEXTHOP dump (groups and blackholes included, marked as such). */
+  nexthopList(): Promise<ListResult<Nexthop>> {
+    return this.#channel.dump("ip nexthop show", encodeNexthopDump, (r, m) =>
+      m.type === RTM.NEWNEXTHOP ? decodeNexthop(r, m) : undefined,
+    );
+  }
+
+  /** `ip nexthop replace id <id> via <gw> dev <oif> proto <p> [onlink]` for every nexthop, batched. */
+  async nexthopReplace(nexthops: readonly Nexthop[]): Promise<BatchResult<NexthopFailure>> {
+    const out = await this.#channel.batch(
+      nexthops,
+      (w, seq, nh) => encodeNexthop(w, REPLACE, seq, nh),
+      (nh) => `ip nexthop replace ${formatNexthop(nh)}`,
+    );
+    return {
+      applied: out.applied,
+      failures: out.failures.map((f) => ({ nexthop: f.item, ...failure(f.error) })),
+    };
+  }
+
+  /** `ip nexthop del id <id>` for every nexthop, batched; the kernel deletes the routes using it too. */
+  async nexthopDelete(nexthops: readonly Nexthop[]): Promise<BatchResult<NexthopFailure>> {
+    const out = await this.#channel.batch(
+      nexthops,
+      (w, seq, nh) => encodeNexthopDelete(w, seq, nh),
+      (nh) => `ip nexthop del id ${nh.id}`,
+    );
+    return {
+      applied: out.applied,
+      failures: out.failures.map((f) => ({ nexthop: f.item, ...failure(f.error) })),
+    };
   }
 
   /** Closes the socket after the operation in progress; later calls reject with EBADF. */

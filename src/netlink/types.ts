@@ -28,6 +28,31 @@ export interface Route {
   readonly priority?: number | undefined;
   /** Preferred source address (`src`); read only. */
   readonly prefsrc?: string | undefined;
+  /**
+   * The nexthop object the route goes through (`nhid`), instead of an inline gateway and device. When
+   * reading, the kernel also reports the nexthop's gateway and device (nexthop_compat_mode 1).
+   */
+  readonly nhid?: number | undefined;
+}
+
+/**
+ * A nexthop object (kernel ≥ 5.3), as `ip nexthop` shows it: `id <id> via <gateway> dev <oif> proto
+ * <protocol> [onlink]`. Routes refer to it by id (`ip route … nhid <id>`); changing its gateway moves
+ * every route that uses it, and deleting it deletes them.
+ */
+export interface Nexthop {
+  /** Non-zero. */
+  readonly id: number;
+  readonly gateway?: string | undefined;
+  readonly oif?: number | undefined;
+  /** `proto`: weft marks its own nexthops with RTPROT_WEFT, as its routes. */
+  readonly protocol?: number | undefined;
+  /** `onlink`: the gateway is reachable on `oif` even though no prefix says so (VXLAN). */
+  readonly onlink?: boolean | undefined;
+  /** A group of other nexthops (read only; weft writes none). */
+  readonly group?: boolean | undefined;
+  /** A blackhole nexthop (read only). */
+  readonly blackhole?: boolean | undefined;
 }
 
 /** A network interface, as `ip link` shows it. */

@@ -3,8 +3,10 @@
  * entries — applied as one step.
  *
  * Why one step: the kinds depend on each other. A vxlan route's gateway must resolve through its ARP
- * entry, and that entry's MAC through the FDB, so writes go ARP → FDB → route (flanneld's order) and
- * deletes the other way round, route first; all deletes come before all writes, so an entry that
+ * entry, and that entry's MAC through the FDB, and a route through a nexthop object needs the nexthop,
+ * so writes go ARP → FDB → nexthop → route (flanneld's order, with nexthops before their routes) and
+ * deletes the other way round, route first; a route whose nexthop failed or was refused waits for it
+ * instead of failing too; all deletes come before all writes, so an entry that
  * moved (a peer's new VtepMAC) never collides with its old self. Failures are collected per entry,
  * and the whole step is retried once after a fresh dump of every kind. Entries the kernel refused
  * as they are (`REFUSAL_ERRNOS`) are left out of later applies unless `retryRefused` is asked for;
@@ -14,14 +16,14 @@ import type { PeerChanges, PeerTable } from "../backend/peer-table.ts";
 import type { Ipv4Cidr } from "../net/ipv4.ts";
 import { AF } from "../netlink/constants.ts";
 import type { FdbEntry } from "../netlink/netlink.ts";
-import type { Neigh, Route } from "../netlink/types.ts";
+import type { Neigh, Nexthop, Route } from "../netlink/types.ts";
 import type { Delta } from "./delta-tracker.ts";
 import { fdbFromNeigh, fdbKind, type NeighHandle, neighKind, ownedFdb, ownedNeigh } from "./neigh-table.ts";
 import type { OwnedApplyResult, OwnedFailure, OwnedTable, RefusedEntry } from "./owned-table.ts";
 import { REFUSAL_ERRNOS, OwnedTable as Table } from "./owned-table.ts";
-import { type RouteHandle, RouteTable } from "./route-table.ts";
+import { type NexthopHandle, type NexthopMode, type RouteHandle, RouteTable } from "./route-table.ts";
 
-export type EntryKind = "route" | "neigh" | "fdb";
+export type EntryKind = "route" | "nexthop" | "neigh" | "fdb";
 
 export interface KernelFailure extends OwnedFailure {
   readonly kind: EntryKind;
@@ -42,6 +44,8 @@ export interface KernelRefusal {
 
 export interface KernelPlan {
   readonly routes: Delta<string, Route>;
+  /** Empty when routes use inline gateways. */
+  readonly nexthops: Delta<string, Nexthop>;
   readonly neighs: Delta<string, Neigh>;
   readonly fdb: Delta<string, FdbEntry>;
 }
@@ -51,6 +55,8 @@ export interface KernelTablesOptions {
   readonly network: Ipv4Cidr;
   /** The vxlan device whose ARP and FDB entries are weft's; undefined when the backend has none. */
   readonly deviceIndex: () => number | undefined;
+  /** How routes are programmed ("unsupported", inline gateways only, when omitted). */
+  readonly nexthops?: NexthopMode | undefined;
 }
 
 export class KernelTables {
@@ -59,9 +65,9 @@ export class KernelTables {
   readonly fdb: OwnedTable<FdbEntry>;
   readonly #o: KernelTablesOptions;
 
-  constructor(handle: RouteHandle & NeighHandle, options: KernelTablesOptions) {
+  constructor(handle: RouteHandle & Partial<NexthopHandle> & NeighHandle, options: KernelTablesOptions) {
     this.#o = options;
-    this.routes = new RouteTable(handle, { protocol: options.protocol });
+    this.routes = new RouteTable(handle, { protocol: options.protocol, nexthops: options.nexthops });
     this.neighs = new Table(neighKind(handle, options.deviceIndex, options.network));
     this.fdb = new Table(fdbKind(handle, options.deviceIndex));
   }
@@ -97,6 +103,11 @@ export class KernelTables {
     return this.routes.noteKernelChange(route, deleted);
   }
 
+  /** A nexthop event; true when a desired nexthop, or the route through it, is now missing or different. */
+  noteNexthop(nexthop: Nexthop, deleted: boolean): boolean {
+    return this.routes.noteNexthop(nexthop, deleted);
+  }
+
   /** A neighbour event (ARP or FDB); true when a desired entry is now missing or different. */
   noteNeigh(neigh: Neigh, deleted: boolean): boolean {
     const index = this.#o.deviceIndex();
@@ -109,13 +120,19 @@ export class KernelTables {
   }
 
   /** Desired entries of every kind. */
-  get size(): { routes: number; neighs: number; fdb: number } {
-    return { routes: this.routes.desired.size, neighs: this.neighs.desired.size, fdb: this.fdb.desired.size };
+  get size(): { routes: number; nexthops: number; neighs: number; fdb: number } {
+    return {
+      routes: this.routes.desired.size,
+      nexthops: this.routes.nexthops?.desired.size ?? 0,
+      neighs: this.neighs.desired.size,
+      fdb: this.fdb.desired.size,
+    };
   }
 
   /** The pending difference of every kind; changes nothing in the kernel. */
   async plan(): Promise<KernelPlan> {
-    return { routes: await this.routes.plan(), neighs: await this.neighs.plan(), fdb: await this.fdb.plan() };
+    const { routes, nexthops } = await this.routes.plan();
+    return { routes, nexthops, neighs: await this.neighs.plan(), fdb: await this.fdb.plan() };
   }
 
   /**
@@ -140,6 +157,7 @@ export class KernelTables {
   refused(): KernelRefusal[] {
     const out: KernelRefusal[] = [];
     for (const entry of this.routes.owned.refused()) out.push({ kind: "route", entry });
+    for (const entry of this.routes.refusedNexthops()) out.push({ kind: "route", entry });
     for (const entry of this.neighs.refused()) out.push({ kind: "neigh", entry });
     for (const entry of this.fdb.refused()) out.push({ kind: "fdb", entry });
     return out;
@@ -147,17 +165,28 @@ export class KernelTables {
 
   async #applyOnce(fresh: boolean, includeRefused: boolean): Promise<KernelApplyResult> {
     const routes = this.routes.owned;
-    await Promise.all([routes.refresh(fresh), this.neighs.refresh(fresh), this.fdb.refresh(fresh)]);
+    const nexthops = this.routes.nexthops;
+    await Promise.all([
+      routes.refresh(fresh),
+      nexthops?.refresh(fresh),
+      this.neighs.refresh(fresh),
+      this.fdb.refresh(fresh),
+    ]);
     const r = routes.pending(includeRefused);
+    const h = nexthops?.pending(includeRefused);
     const n = this.neighs.pending(includeRefused);
     const f = this.fdb.pending(includeRefused);
     const steps: Array<[EntryKind, OwnedApplyResult]> = [];
     steps.push(["route", await routes.deleteOnly(r.deletes)]);
+    if (nexthops !== undefined && h !== undefined)
+      steps.push(["nexthop", await nexthops.deleteOnly(h.deletes)]);
     steps.push(["fdb", await this.fdb.deleteOnly(f.deletes)]);
     steps.push(["neigh", await this.neighs.deleteOnly(n.deletes)]);
     steps.push(["neigh", await this.neighs.writeOnly(n.upserts)]);
     steps.push(["fdb", await this.fdb.writeOnly(f.upserts)]);
-    steps.push(["route", await routes.writeOnly(r.upserts)]);
+    if (nexthops !== undefined && h !== undefined)
+      steps.push(["nexthop", await nexthops.writeOnly(h.upserts)]);
+    steps.push(["route", await routes.writeOnly(r.upserts.filter(([, route]) => this.routes.ready(route)))]);
     let replaced = 0;
     let deleted = 0;
     const failures: KernelFailure[] = [];

@@ -1,10 +1,10 @@
 /**
  * One kind of kernel object that weft owns (routes, ARP entries, FDB entries), reconciled felix-style.
  *
- * Why: every kind needs the same discipline — setters change only memory; `apply()` dumps the kernel
- * when its picture is stale, deletes what is no longer desired (deletes first, so a replaced key never
- * collides), then writes what is missing or different, in batches, collecting failures per key and
- * retrying once after a fresh dump. Nothing is deleted before `allowSweep()` (the first full store
+ * Why: every kind needs the same discipline — setters change only memory; an apply (`KernelTables`,
+ * which orders the kinds) dumps the kernel when its picture is stale, deletes what is no longer desired
+ * (deletes first, so a replaced key never collides), then writes what is missing or different, in
+ * batches, collecting failures per key and retrying once after a fresh dump. Nothing is deleted before `allowSweep()` (the first full store
  * list), so a restart never removes a working entry. The kind-specific parts — how to list only the
  * entries weft owns, how to write and delete them, what "equal" means — come in as `OwnedKind`.
  *
@@ -53,6 +53,7 @@ export const REFUSAL_ERRNOS: readonly number[] = [17, 22, 34, 95, 97, 99, 101, 1
 /** A desired entry the kernel refused; the same object while the entry and the refusal stay the same. */
 export type RefusedEntry = OwnedFailure;
 
+/** What one step (the deletes or the writes of a kind) did. */
 export interface OwnedApplyResult {
   readonly replaced: number;
   readonly deleted: number;
@@ -122,26 +123,17 @@ export class OwnedTable<V> {
     return wanted === undefined ? false : deleted || !this.#kind.equal(wanted, item);
   }
 
+  /** Whether the kernel holds the entry as it is desired (as far as the last dump and events tell). */
+  inSync(key: string): boolean {
+    const wanted = this.#entries.desired.get(key);
+    const actual = this.#entries.actual.get(key);
+    return wanted !== undefined && actual !== undefined && this.#kind.equal(wanted, actual);
+  }
+
   /** The pending difference (after a dump when the kernel picture is stale); changes nothing. */
   async plan(): Promise<Delta<string, V>> {
     if (this.#stale) await this.#dump();
     return this.#filtered();
-  }
-
-  /** Applies everything, refused entries included; a failure is retried once after a fresh dump. */
-  async apply(): Promise<OwnedApplyResult> {
-    if (this.#stale) await this.#dump();
-    let result = await this.#applyOnce();
-    if (result.failures.length > 0) {
-      await this.#dump();
-      const retry = await this.#applyOnce();
-      result = {
-        replaced: result.replaced + retry.replaced,
-        deleted: result.deleted + retry.deleted,
-        failures: retry.failures,
-      };
-    }
-    return result;
   }
 
   #filtered(includeRefused = true): Delta<string, V> {
@@ -160,18 +152,6 @@ export class OwnedTable<V> {
     const items = await this.#kind.list();
     this.#entries.setActual(items.map((v) => [this.#kind.key(v), v] as const));
     this.#stale = false;
-  }
-
-  /** Deletes first, then writes; the deletes of a kind always precede its writes. */
-  async #applyOnce(): Promise<OwnedApplyResult> {
-    const { deletes, upserts } = this.#filtered();
-    const removed = await this.deleteOnly(deletes);
-    const written = await this.writeOnly(upserts);
-    return {
-      replaced: written.replaced,
-      deleted: removed.deleted,
-      failures: [...removed.failures, ...written.failures],
-    };
   }
 
   /** The deletes of a delta; exposed so a set of tables can order deletes before all writes. */

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, expect } from "bun:test";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { netnsUsable, testNetns } from "../harness/netns.ts";
-import { Cluster, eventually, SEED_000_CONFIG } from "./cluster.ts";
+import { Cluster, eventually, SEED_000_CONFIG, withoutNhid } from "./cluster.ts";
 
 const MAIN = join(import.meta.dir, "..", "..", "src", "main.ts");
 let cluster: Cluster;
@@ -44,11 +44,14 @@ testNetns(
       `--subnet-file=${cluster.subnetFile(0)}`,
     ]);
     expect(r.stdout).toMatch(/^lease: would acquire 192\.168\.\d+\.\d+\/26 \(allocate-free\)$/m);
-    expect(r.stdout).toMatch(/^ {2}\+ 192\.168\.\d+\.\d+\/26 via 172\.17\.42\.42 dev eth0 proto 77$/m);
+    expect(r.stdout).toMatch(
+      /^ {2}\+ 192\.168\.\d+\.\d+\/26 nhid \d+ via 172\.17\.42\.42 dev eth0 proto 77$/m,
+    );
+    expect(r.stdout).toMatch(/^ {2}\+ id \d+ via 172\.17\.42\.42 dev eth0 scope link proto 77$/m);
     planned = r.stdout
       .split("\n")
-      .filter((l) => l.startsWith("  + "))
-      .map((l) => l.slice(4));
+      .filter((l) => l.startsWith("  + ") && !l.startsWith("  + id "))
+      .map((l) => withoutNhid(l.slice(4)));
     expect(r.stdout).toContain("WEFT-FWD");
     expect(r.stdout).toMatch(/FLANNEL_NETWORK=192\.168\.0\.0\/16/);
     expect(await cluster.routes(0)).toEqual([]);

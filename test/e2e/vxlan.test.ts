@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { addContainer, SEED_003_CONFIG } from "../../src/demo/demo.ts";
 import { openStore } from "../../stores/index.ts";
 import { describeNetns } from "../harness/netns.ts";
-import { Cluster, eventually } from "./cluster.ts";
+import { Cluster, eventually, withoutNhid } from "./cluster.ts";
 import { addContainers, pingAll } from "./fixtures/containers.ts";
 import { entries, vxlanDevice } from "./fixtures/vxlan-state.ts";
 
@@ -369,7 +369,7 @@ describeNetns("vxlan on sqlite (seed 003 config)", () => {
       const out: string[] = [];
       for (const line of lines.slice(start + 1)) {
         if (!line.startsWith("  + ")) break;
-        out.push(line.slice(4));
+        out.push(withoutNhid(line.slice(4)));
       }
       return out.sort();
     };

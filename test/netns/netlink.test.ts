@@ -338,4 +338,141 @@ describeNetns("netlink in a namespace", () => {
       }
     });
   });
+  test("netlink - 1,000 nexthop objects and routes through them: ip nexthop and ip route show them as written", async () => {
+    await withHost(async ({ ns }) => {
+      const routes = Array.from({ length: 1000 }, (_, i) => ({
+        dst: `10.${i >> 8}.${i & 255}.0/24`,
+        nhid: i + 1,
+        protocol: RTPROT_WEFT,
+      }));
+      const [nh, route, nhList, routeList] = (await steps(ns, [
+        { op: "nexthopReplace", count: 1000, gateway: GATEWAY, dev: "eth0" },
+        { op: "routeReplace", routes },
+        { op: "nexthopList" },
+        { op: "routeList", filter: { protocol: RTPROT_WEFT } },
+      ])) as [
+        BatchOut,
+        BatchOut,
+        { items: { id: number; gateway: string; oif: number; protocol: number }[] },
+        { items: { dst: string; nhid: number; gateway: string }[] },
+      ];
+      expect(nh).toEqual({ applied: 1000, failures: [] });
+      expect(route).toEqual({ applied: 1000, failures: [] });
+      expect(nhList.items).toHaveLength(1000);
+      expect(nhList.items[0]).toMatchObject({ id: 1, gateway: GATEWAY, protocol: RTPROT_WEFT });
+      // The kernel reports a route through a nexthop with the nexthop's gateway (nexthop_compat_mode 1).
+      expect(routeList.items.find((r) => r.dst === "10.0.5.0/24")).toMatchObject({
+        nhid: 6,
+        gateway: GATEWAY,
+      });
+      const shown = await ipJson<{ id: number; gateway: string; dev: string; protocol: string }[]>(
+        ns,
+        "nexthop",
+        "show",
+        "proto",
+        PROTO,
+      );
+      expect(shown).toHaveLength(1000);
+      expect(new Set(shown.map((n) => `${n.gateway} ${n.dev}`))).toEqual(new Set([`${GATEWAY} eth0`]));
+      const text = (await ns.ip("route", "show", "10.0.5.0/24")).stdout.trim();
+      expect(text).toBe(`10.0.5.0/24 nhid 6 via ${GATEWAY} dev eth0 proto ${PROTO} `.trim());
+    });
+  });
+
+  test("netlink - deleting a nexthop deletes its routes; a broadcast gateway fails alone with EINVAL", async () => {
+    await withHost(async ({ ns }) => {
+      const [nh, , del] = (await steps(ns, [
+        {
+          op: "nexthopReplace",
+          count: 3,
+          gateway: GATEWAY,
+          dev: "eth0",
+          nexthops: [{ id: 9, gateway: "172.31.77.255", dev: "eth0", protocol: RTPROT_WEFT }],
+        },
+        {
+          op: "routeReplace",
+          routes: [1, 2, 3].map((id) => ({ dst: `10.9.${id}.0/24`, nhid: id, protocol: RTPROT_WEFT })),
+        },
+        { op: "nexthopDelete", ids: [2, 42] },
+      ])) as [
+        { applied: number; failures: { id: number; errnoName: string; message: string }[] },
+        BatchOut,
+        unknown,
+      ];
+      expect(nh.applied).toBe(3);
+      expect(nh.failures.map((f) => [f.id, f.errnoName])).toEqual([[9, "EINVAL"]]);
+      expect(nh.failures[0]?.message).toContain("invalid gateway");
+      expect(del).toEqual({ applied: 1, failures: [[42, "ENOENT"]] });
+      expect(sortedDsts(await ipJson<IpRoute[]>(ns, "route", "show", "proto", PROTO))).toEqual([
+        "10.9.1.0/24",
+        "10.9.3.0/24",
+      ]);
+    });
+  });
+
+  test("netlink - an onlink nexthop on a vxlan device reads back onlink; the monitor reports nexthop changes", async () => {
+    await withHost(async ({ ns }) => {
+      const stop = "10.77.0.0/24";
+      const proc = ns.spawn([BUN, MONITOR, stop]);
+      const lines: string[] = [];
+      const pump = (async () => {
+        const decoder = new TextDecoder();
+        let rest = "";
+        for await (const chunk of proc.stdout) {
+          rest += decoder.decode(chunk, { stream: true });
+          const parts = rest.split("\n");
+          rest = parts.pop() ?? "";
+          lines.push(...parts);
+        }
+      })();
+      const seen = async (match: (line: Record<string, unknown>) => boolean) => {
+        for (let i = 0; i < 400; i++) {
+          if (lines.some((l) => match(JSON.parse(l) as Record<string, unknown>))) return true;
+          await Bun.sleep(5);
+        }
+        return false;
+      };
+      try {
+        expect(await seen((l) => "ready" in l)).toBe(true);
+        await ns.ip(
+          "link",
+          "add",
+          "flannel.1",
+          "type",
+          "vxlan",
+          "id",
+          "1",
+          "local",
+          ADDRESSES[0] ?? "",
+          "dev",
+          "eth0",
+          "dstport",
+          "8472",
+          "nolearning",
+        );
+        await ns.ip("link", "set", "flannel.1", "up");
+        const [, list] = (await steps(ns, [
+          {
+            op: "nexthopReplace",
+            nexthops: [{ id: 5, gateway: "10.5.2.0", dev: "flannel.1", onlink: true, protocol: RTPROT_WEFT }],
+          },
+          { op: "nexthopList" },
+        ])) as [BatchOut, { items: { id: number; onlink?: boolean }[] }];
+        expect(list.items).toEqual([
+          expect.objectContaining({ id: 5, gateway: "10.5.2.0", onlink: true, protocol: RTPROT_WEFT }),
+        ]);
+        expect(await seen((l) => l.handler === "nexthop" && l.id === 5 && l.deleted === false)).toBe(true);
+        await ns.ip("nexthop", "del", "id", "5");
+        expect(await seen((l) => l.handler === "nexthop" && l.id === 5 && l.deleted === true)).toBe(true);
+        await ns.ip("route", "add", stop, "via", GATEWAY);
+        await ns.ip("route", "del", stop);
+        const exited = await Promise.race([proc.exited, Bun.sleep(3000).then(() => "still running")]);
+        expect(exited).toBe(0);
+        await pump;
+      } finally {
+        proc.kill();
+        await proc.exited;
+      }
+    });
+  });
 });

@@ -8,6 +8,7 @@ import { decodeAddr, encodeAddr } from "../../src/netlink/codec-addr.ts";
 import { decodeEvents } from "../../src/netlink/codec-event.ts";
 import { decodeLink, encodeLinkGet, encodeLinkSet, encodeVxlanAdd } from "../../src/netlink/codec-link.ts";
 import { decodeNeigh, encodeNeigh } from "../../src/netlink/codec-neigh.ts";
+import { decodeNexthop, encodeNexthop, encodeNexthopDelete } from "../../src/netlink/codec-nexthop.ts";
 import { decodeRoute, encodeRoute, encodeRouteDump } from "../../src/netlink/codec-route.ts";
 import { AF, NLM_F, NTF, NUD, RTM } from "../../src/netlink/constants.ts";
 import { NetlinkError } from "../../src/netlink/errors.ts";
@@ -57,6 +58,50 @@ describe("netlink codec - requests equal iproute2's bytes", () => {
                  0a050100 08000500 ac112a02 08000400 03000000`),
       ),
     );
+  });
+
+  test("netlink - ip route replace 10.5.1.0/24 nhid 168100608 proto 77: the id alone, even when read back with via/dev", () => {
+    const nhidOnly = encode((w) =>
+      encodeRoute(w, RTM.NEWROUTE, NLM_F.ACK | NLM_F.CREATE | NLM_F.REPLACE, SEQ, {
+        dst: "10.5.1.0/24",
+        nhid: 0x0a050100,
+        protocol: 77,
+      }),
+    );
+    expect(nhidOnly).toBe(
+      toHex(
+        hex(
+          `2c000000 18000505 4180046b 00000000 02180000 fe4d0001 00000000 08000100 0a050100 08001e00 0001050a`,
+        ),
+      ),
+    );
+    // A dump reports the nexthop's gateway and device with the route; the kernel refuses both with an id.
+    const readBack = {
+      dst: "10.5.1.0/24",
+      nhid: 0x0a050100,
+      gateway: "172.17.42.2",
+      oif: 3,
+      onlink: true,
+      protocol: 77,
+    };
+    expect(
+      encode((w) => encodeRoute(w, RTM.NEWROUTE, NLM_F.ACK | NLM_F.CREATE | NLM_F.REPLACE, SEQ, readBack)),
+    ).toBe(nhidOnly);
+  });
+
+  test("netlink - ip nexthop replace id 5 via 10.5.2.0 dev #4 proto 77 onlink round-trips; del carries the id", () => {
+    const w = new MessageWriter(new Uint8Array(4096));
+    const nh = { id: 5, gateway: "10.5.2.0", oif: 4, protocol: 77, onlink: true };
+    encodeNexthop(w, NLM_F.ACK | NLM_F.CREATE | NLM_F.REPLACE, 1, nh);
+    encodeNexthopDelete(w, 2, { id: 5 });
+    const r = new Reader(w.bytes());
+    const [put, del] = parseMessages(r);
+    expect(put?.type).toBe(RTM.NEWNEXTHOP);
+    expect(put === undefined ? undefined : decodeNexthop(r, put)).toEqual(nh);
+    expect(del?.type).toBe(RTM.DELNEXTHOP);
+    expect(del === undefined ? undefined : decodeNexthop(r, del)).toEqual({ id: 5, protocol: 0 });
+    expect(() => encodeNexthop(w, 0, 3, { id: 0, gateway: "10.5.2.0", oif: 4 })).toThrow("not an integer");
+    expect(() => encodeNexthop(w, 0, 3, { id: 6, gateway: "10.5.2.0" })).toThrow("needs a device");
   });
 
   test("netlink - ip route add 10.5.2.0/24 via 172.17.42.2 dev eth0 onlink table 1000 metric 5", () => {

@@ -3,68 +3,13 @@ import { PeerTable } from "../../../src/backend/peer-table.ts";
 import { VxlanBackend } from "../../../src/backend/vxlan.ts";
 import { parseLease } from "../../../src/lease/lease.ts";
 import { parseCidr } from "../../../src/net/ipv4.ts";
-import type { BatchResult, FdbEntry, NeighFailure } from "../../../src/netlink/netlink.ts";
-import type { Neigh, Route } from "../../../src/netlink/types.ts";
+import type { Neigh } from "../../../src/netlink/types.ts";
 import { KernelTables } from "../../../src/reconcile/kernel-tables.ts";
 import { FakeLinks } from "../backend/fake-links.ts";
+import { FakeKernel } from "../fixtures/fake-kernel.ts";
 
 const network = parseCidr("10.5.0.0/16");
 const ext = { index: 2, name: "eth0", mtu: 1500, addresses: [parseCidr("172.17.42.41/24", "keep")] };
-
-/** Routes, neighbours and FDB entries in memory; every write is logged in order. */
-class FakeKernel {
-  readonly routes = new Map<string, Route>();
-  readonly neighs = new Map<string, Neigh>();
-  readonly calls: string[] = [];
-  async routeList() {
-    return { items: [...this.routes.values()], interrupted: false };
-  }
-  async routeReplace(routes: readonly Route[]): Promise<BatchResult> {
-    for (const r of routes) this.routes.set(r.dst, r);
-    this.calls.push(...routes.map((r) => `route replace ${r.dst}`));
-    return { applied: routes.length, failures: [] };
-  }
-  async routeDelete(routes: readonly Route[]): Promise<BatchResult> {
-    for (const r of routes) this.routes.delete(r.dst);
-    this.calls.push(...routes.map((r) => `route del ${r.dst}`));
-    return { applied: routes.length, failures: [] };
-  }
-  #neighKey = (n: Neigh) => `${n.family}/${n.index}/${n.family === 7 ? n.mac : n.ip}`;
-  async neighList() {
-    return { items: [...this.neighs.values()].filter((n) => n.family === 2), interrupted: false };
-  }
-  async fdbList() {
-    return { items: [...this.neighs.values()].filter((n) => n.family === 7), interrupted: false };
-  }
-  async neighReplace(items: readonly Neigh[]): Promise<BatchResult<NeighFailure>> {
-    for (const n of items) this.neighs.set(this.#neighKey(n), n);
-    this.calls.push(...items.map((n) => `neigh replace ${n.ip}`));
-    return { applied: items.length, failures: [] };
-  }
-  async neighDelete(items: readonly Neigh[]): Promise<BatchResult<NeighFailure>> {
-    for (const n of items) this.neighs.delete(this.#neighKey(n));
-    this.calls.push(...items.map((n) => `neigh del ${n.ip}`));
-    return { applied: items.length, failures: [] };
-  }
-  async fdbReplace(items: readonly FdbEntry[]): Promise<BatchResult<NeighFailure>> {
-    for (const f of items)
-      this.neighs.set(`7/${f.index}/${f.mac}`, {
-        index: f.index,
-        family: 7,
-        mac: f.mac,
-        ip: f.dst,
-        state: 0x80,
-        flags: 2,
-      });
-    this.calls.push(...items.map((f) => `fdb replace ${f.mac}`));
-    return { applied: items.length, failures: [] };
-  }
-  async fdbDelete(items: readonly FdbEntry[]): Promise<BatchResult<NeighFailure>> {
-    for (const f of items) this.neighs.delete(`7/${f.index}/${f.mac}`);
-    this.calls.push(...items.map((f) => `fdb del ${f.mac}`));
-    return { applied: items.length, failures: [] };
-  }
-}
 
 async function setup() {
   const links = new FakeLinks();
