@@ -163,7 +163,8 @@ export async function runAgent(
     const groups: MonitorGroup[] = ["route", "link", "addr"];
     if (config.backend.type === "vxlan") groups.push("neigh");
     if (nexthops.mode !== "unsupported") groups.push("nexthop");
-    monitor = Monitor.open(undefined, { groups });
+    // Its own writes are recorded as they are acked; only other writers' changes come back as events.
+    monitor = Monitor.open(undefined, { groups, skipSender: handle.portId });
     const events: KernelEvents = monitor;
     const running = new Agent({
       store,

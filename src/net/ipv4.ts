@@ -43,8 +43,39 @@ function fail<T>(reason: string): ParseResult<T> {
   return { ok: false, reason };
 }
 
+/**
+ * A well-formed dotted quad read one character at a time, or undefined for anything else (the caller
+ * then finds out what is wrong). Every lease key and PublicIP goes through here: 20,000 leases at start.
+ */
+function quickIpv4(text: string): Ipv4 | undefined {
+  let value = 0;
+  let octet = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 46) {
+      if (digits === 0 || dots === 3) return undefined;
+      value = value * 256 + octet;
+      octet = 0;
+      digits = 0;
+      dots += 1;
+    } else if (c >= 48 && c <= 57) {
+      if (digits === 1 && octet === 0) return undefined; // a leading zero
+      octet = octet * 10 + (c - 48);
+      digits += 1;
+      if (octet > 255) return undefined;
+    } else {
+      return undefined;
+    }
+  }
+  return dots === 3 && digits > 0 ? value * 256 + octet : undefined;
+}
+
 /** Parse a dotted quad without throwing. */
 export function tryParseIpv4(text: string): ParseResult<Ipv4> {
+  const quick = quickIpv4(text);
+  if (quick !== undefined) return ok(quick);
   const parts = text.split(".");
   if (parts.length !== 4) {
     return fail(`expected four dot-separated numbers 0..255, found ${parts.length} part(s)`);

@@ -51,6 +51,11 @@ export interface MonitorOptions {
   readonly tables?: readonly number[] | "all";
   /** Receive buffer; 8 MiB by default (16 MiB effective), forced past rmem_max with CAP_NET_ADMIN. */
   readonly receiveBufferBytes?: number;
+  /**
+   * The port id of the request socket whose writes should not come back as events (`Netlink.portId`):
+   * the reconciler records its own writes itself, and only others' changes are drift.
+   */
+  readonly skipSender?: number;
 }
 
 /** Handlers in the shape the agent's `KernelEvents.subscribe` takes (src/agent/agent.ts). */
@@ -96,7 +101,10 @@ export class Monitor implements AsyncIterable<NetlinkEvent> {
       receiveBufferBytes: options.receiveBufferBytes ?? 8 * 1024 * 1024,
     });
     const tables = options.tables ?? [RT_TABLE.MAIN];
-    const monitor = new Monitor(socket, { tables: tables === "all" ? undefined : new Set(tables) });
+    const monitor = new Monitor(socket, {
+      tables: tables === "all" ? undefined : new Set(tables),
+      skipSender: options.skipSender,
+    });
     if (onEvent !== undefined) monitor.#listeners.add(onEvent);
     return monitor;
   }

@@ -356,6 +356,20 @@ describe("netlink codec - replies decode", () => {
     expect(cut.truncated).toBe(true);
     expect(cut.events).toHaveLength(1);
   });
+
+  test("netlink - decodeEvents drops the messages of skipSender (a request socket's own writes)", () => {
+    const w = new MessageWriter(new Uint8Array(4096));
+    encodeRoute(w, RTM.NEWROUTE, 0, 1, { dst: "10.1.0.0/24", gateway: "172.17.42.2" });
+    encodeRoute(w, RTM.NEWROUTE, 0, 2, { dst: "10.2.0.0/24", gateway: "172.17.42.2" });
+    const bytes = w.bytes().slice();
+    const view = new DataView(bytes.buffer);
+    view.setUint32(12, 777, true); // nlmsg_pid of the first message
+    const dsts = (skipSender?: number) =>
+      decodeEvents(bytes, { skipSender }).events.map((e) => (e.type === "route" ? e.route.dst : e.type));
+    expect(dsts()).toEqual(["10.1.0.0/24", "10.2.0.0/24"]);
+    expect(dsts(777)).toEqual(["10.2.0.0/24"]);
+    expect(dsts(778)).toEqual(["10.1.0.0/24", "10.2.0.0/24"]);
+  });
 });
 
 describe("netlink codec - addresses", () => {

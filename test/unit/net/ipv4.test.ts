@@ -138,3 +138,33 @@ describe("ipv4", () => {
     expect(nextSubnet(cidr("0.0.0.0/0"))).toBeUndefined();
   });
 });
+
+test("ipv4 - tryParseIpv4 agrees with a strict dotted-quad reading on 20,000 generated strings", () => {
+  const strict = /^(0|[1-9][0-9]{0,2})\.(0|[1-9][0-9]{0,2})\.(0|[1-9][0-9]{0,2})\.(0|[1-9][0-9]{0,2})$/;
+  const alphabet = "0123456789..x -";
+  let seed = 42;
+  const random = (n: number) => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed % n;
+  };
+  for (let i = 0; i < 20_000; i++) {
+    const text =
+      i % 2 === 0
+        ? Array.from({ length: 4 }, () => String(random(300)).padStart(1 + random(2), "0")).join(".")
+        : Array.from({ length: 1 + random(16) }, () => alphabet[random(alphabet.length)]).join("");
+    const m = strict.exec(text);
+    const octets = m?.slice(1).map(Number);
+    const want = octets?.every((o) => o <= 255) === true;
+    const got = tryParseIpv4(text);
+    expect({ text, ok: got.ok }).toEqual({ text, ok: want });
+    if (got.ok && octets !== undefined) {
+      expect(got.value).toBe(
+        ((octets[0] ?? 0) * 2 ** 24 +
+          (octets[1] ?? 0) * 65536 +
+          (octets[2] ?? 0) * 256 +
+          (octets[3] ?? 0)) >>>
+          0,
+      );
+    }
+  }
+});
