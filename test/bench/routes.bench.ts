@@ -10,9 +10,10 @@
 // - lease list in memory → all routes acknowledged: map N leases to `10.x.y.0/24 via <gw> dev eth0
 //   proto 77` routes and `routeReplace` them (batched sends, one ack per route);
 // - the full-table dump (`routeList`, one RTM_GETROUTE dump of N+1 routes);
-// - flanneld's pattern at N = 1,000: per route a fresh socket and a full dump, then a fresh socket and
-//   the add (vishvananda/netlink package-level calls; flanneld does three dumps per lease, so this is a
-//   lower bound for it);
+// - an emulation of flanneld's pattern (not the flanneld binary) at N = 1,000, in TypeScript on weft's
+//   netlink layer: per route a fresh socket and a full dump, then a fresh socket and the add
+//   (vishvananda/netlink package-level calls; flanneld does three dumps per lease, so this is a lower
+//   bound for it). test/bench/scale.bench.ts measures the real flanneld binary;
 // - route deletion → monitor callback latency over 200 deletes: once with the delete sent in-process
 //   (kernel notification → JS callback) and once with `ip route del` spawned per route (adds fork/exec).
 import { join } from "node:path";
@@ -215,7 +216,7 @@ async function outside(): Promise<void> {
       [
         ["weft: batched routeReplace, one socket", ms(batched), us(batched, 1000), "1.0"],
         [
-          "flanneld: per route new socket + full dump + add",
+          "emulation of flanneld's pattern (not the flanneld binary): per route new socket + full dump + add",
           ms(flannel),
           us(flannel, 1000),
           (flannel / batched).toFixed(0),

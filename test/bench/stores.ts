@@ -1,8 +1,9 @@
 /**
  * Store benchmark: list of 1,000 leased keys in one call, and put → watch-event latency over 1,000
- * puts, for every driver on a real local server. For etcd v3 it also runs flanneld's listing pattern
- * (one range, then one LeaseTimeToLive per key, sequentially) against the same server and prints the
- * ratio. Figures are printed, never asserted. `STORES=etcd,sqlite` narrows the run.
+ * puts, for every driver on a real local server. For etcd v3 it also runs an emulation of flanneld's
+ * listing pattern (not the flanneld binary: TypeScript requests in the same order, one range, then one
+ * LeaseTimeToLive per key, sequentially) against the same server and prints the ratio. Figures are
+ * printed, never asserted. `STORES=etcd,sqlite` narrows the run.
  *
  *   bun test/bench/stores.ts
  */
@@ -59,7 +60,10 @@ async function timeList(store: Store): Promise<number[]> {
   return times;
 }
 
-/** flanneld v0.28 getSubnets(): one prefix range, then one LeaseTimeToLive RPC per key, sequentially. */
+/**
+ * An emulation of flanneld v0.28 getSubnets() (not the flanneld binary): one prefix range, then one
+ * LeaseTimeToLive RPC per key, sequentially.
+ */
 async function flanneldListPattern(endpoint: string): Promise<number[]> {
   const b64 = (s: string) => Buffer.from(s).toString("base64");
   const end = PREFIX.slice(0, -1) + String.fromCharCode(PREFIX.charCodeAt(PREFIX.length - 1) + 1);
@@ -79,7 +83,7 @@ async function flanneldListPattern(endpoint: string): Promise<number[]> {
       await ttl.json();
     }
     times.push(performance.now() - t0);
-    if (kvs.length !== KEYS) throw new Error(`flanneld pattern listed ${kvs.length} keys`);
+    if (kvs.length !== KEYS) throw new Error(`the emulation of flanneld's pattern listed ${kvs.length} keys`);
   }
   return times;
 }
@@ -166,7 +170,7 @@ for (const name of selected) {
       const flannel = await flanneldListPattern(t.endpoint);
       const ratio = percentile(flannel, 50) / percentile(list, 50);
       rows.push([
-        "etcd, flanneld pattern",
+        "etcd, emulation of flanneld's pattern (not the flanneld binary)",
         percentile(flannel, 50).toFixed(2),
         percentile(flannel, 99).toFixed(2),
         "-",
