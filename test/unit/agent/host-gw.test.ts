@@ -55,3 +55,40 @@ test("host-gw - peers off-link, of another backend, or overlapping our subnet ge
     ["192.168.1.0/24", "overlaps-own"],
   ]);
 });
+
+test("peer table - sync with a whole new lease set updates only the leases that are new objects or gone", async () => {
+  const { HostGwBackend } = await import("../../../src/backend/host-gw.ts");
+  const { PeerTable } = await import("../../../src/backend/peer-table.ts");
+  const backend = new HostGwBackend(ext, {} as never);
+  const ctx = { ownSubnet: parseCidr("192.168.1.192/26"), ext, protocol: 77 };
+  const a = lease("192.168.2.0/26", "172.17.42.42");
+  const b = lease("192.168.3.64/26", "172.17.42.43");
+  const c = lease("192.168.4.0/26", "172.17.42.44");
+  const table = new PeerTable((l, x) => backend.peer(l, x), ctx, [a, b, c]);
+  const moved = lease("192.168.3.64/26", "172.17.42.53");
+  const seen: string[] = [];
+  const count = table.sync(
+    new Map([
+      [a.key, a],
+      [moved.key, moved],
+    ]),
+    (key, changes) =>
+      seen.push(`${key} ${[...changes.routes.values()].map((r) => r?.gateway ?? "gone").join(",")}`),
+  );
+  expect(count).toBe(2);
+  expect(seen.sort()).toEqual([`${b.key} 172.17.42.53`, `${c.key} gone`]);
+  expect([...table.routes.values()].map((r) => `${r.dst} ${r.gateway}`).sort()).toEqual([
+    "192.168.2.0/26 172.17.42.42",
+    "192.168.3.64/26 172.17.42.53",
+  ]);
+  // The same objects again: nothing to do.
+  expect(
+    table.sync(
+      new Map([
+        [a.key, a],
+        [moved.key, moved],
+      ]),
+      () => seen.push("again"),
+    ),
+  ).toBe(0);
+});
