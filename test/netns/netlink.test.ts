@@ -58,6 +58,35 @@ interface IpRoute {
   readonly flags?: string[];
 }
 
+/**
+ * The monitor fixture in `ns`: every JSON line it prints, and `waitFor` the first line that matches
+ * (undefined after `ms`).
+ */
+function startMonitor(ns: Netns, stop: string) {
+  const proc = ns.spawn([BUN, MONITOR, stop]);
+  const lines: string[] = [];
+  const pump = (async () => {
+    const decoder = new TextDecoder();
+    let rest = "";
+    for await (const chunk of proc.stdout) {
+      rest += decoder.decode(chunk, { stream: true });
+      const parts = rest.split("\n");
+      rest = parts.pop() ?? "";
+      lines.push(...parts);
+    }
+  })();
+  const waitFor = async (match: (line: Record<string, unknown>) => boolean, ms: number) => {
+    const deadline = performance.now() + ms;
+    while (performance.now() < deadline) {
+      const hit = lines.find((l) => match(JSON.parse(l) as Record<string, unknown>));
+      if (hit !== undefined) return JSON.parse(hit) as Record<string, unknown>;
+      await Bun.sleep(5);
+    }
+    return undefined;
+  };
+  return { proc, lines, pump, waitFor };
+}
+
 const expectedDsts = (n: number) =>
   Array.from({ length: n }, (_, i) => `10.${i >> 8}.${i & 255}.0/24`).sort();
 const sortedDsts = (routes: readonly IpRoute[]) => routes.map((r) => r.dst).sort();
@@ -272,27 +301,7 @@ describeNetns("netlink in a namespace", () => {
   test("netlink - the monitor reports ip route del within 1 s, skips other tables, and exits after close", async () => {
     await withHost(async ({ ns }) => {
       const stop = "10.77.0.0/24";
-      const proc = ns.spawn([BUN, MONITOR, stop]);
-      const lines: string[] = [];
-      const pump = (async () => {
-        const decoder = new TextDecoder();
-        let rest = "";
-        for await (const chunk of proc.stdout) {
-          rest += decoder.decode(chunk, { stream: true });
-          const parts = rest.split("\n");
-          rest = parts.pop() ?? "";
-          lines.push(...parts);
-        }
-      })();
-      const waitFor = async (match: (line: Record<string, unknown>) => boolean, ms: number) => {
-        const deadline = performance.now() + ms;
-        while (performance.now() < deadline) {
-          const hit = lines.find((l) => match(JSON.parse(l) as Record<string, unknown>));
-          if (hit !== undefined) return JSON.parse(hit) as Record<string, unknown>;
-          await Bun.sleep(5);
-        }
-        return undefined;
-      };
+      const { proc, lines, pump, waitFor } = startMonitor(ns, stop);
       try {
         expect(await waitFor((l) => "ready" in l, 5000)).toBeDefined();
         // Table 100 is not main: the monitor filters it out (the default), so neither change is reported.
@@ -413,25 +422,9 @@ describeNetns("netlink in a namespace", () => {
   test("netlink - an onlink nexthop on a vxlan device reads back onlink; the monitor reports nexthop changes", async () => {
     await withHost(async ({ ns }) => {
       const stop = "10.77.0.0/24";
-      const proc = ns.spawn([BUN, MONITOR, stop]);
-      const lines: string[] = [];
-      const pump = (async () => {
-        const decoder = new TextDecoder();
-        let rest = "";
-        for await (const chunk of proc.stdout) {
-          rest += decoder.decode(chunk, { stream: true });
-          const parts = rest.split("\n");
-          rest = parts.pop() ?? "";
-          lines.push(...parts);
-        }
-      })();
-      const seen = async (match: (line: Record<string, unknown>) => boolean) => {
-        for (let i = 0; i < 400; i++) {
-          if (lines.some((l) => match(JSON.parse(l) as Record<string, unknown>))) return true;
-          await Bun.sleep(5);
-        }
-        return false;
-      };
+      const { proc, pump, waitFor } = startMonitor(ns, stop);
+      const seen = async (match: (line: Record<string, unknown>) => boolean) =>
+        (await waitFor(match, 2000)) !== undefined;
       try {
         expect(await seen((l) => "ready" in l)).toBe(true);
         await ns.ip(
