@@ -251,3 +251,19 @@ test("route table - useInlineGateways moves every route off nexthops (a kernel w
   expect(await tables.apply()).toEqual({ replaced: 1, deleted: 0, failures: [] });
   expect(kernel.routes.get("10.5.1.0/24")).toEqual(route("10.5.1.0/24", "172.17.0.2"));
 });
+
+test("route table - detectNexthops: on, off as asked, unsupported with the kernel's reason", async () => {
+  const { detectNexthops } = await import("../../../src/reconcile/route-table.ts");
+  const kernel = new FakeKernel();
+  expect(await detectNexthops(kernel, true)).toEqual({ mode: "on" });
+  expect(await detectNexthops(kernel, false)).toEqual({ mode: "off" });
+  kernel.nexthopSupport = false;
+  expect(await detectNexthops(kernel, true)).toEqual({
+    mode: "unsupported",
+    reason: "Operation not supported",
+  });
+  expect(await detectNexthops(kernel, false)).toEqual({
+    mode: "unsupported",
+    reason: "Operation not supported",
+  });
+});
