@@ -121,10 +121,7 @@ export async function runAgent(
       controller.signal,
     );
     if (config === undefined) return 0;
-    // 64 messages per send, not 1,024: the kernel handles a batch inside the synchronous send, and at
-    // 5,000 peers one batch of inline-gateway routes held the JS thread for up to 170 ms, so the first
-    // firewall transaction next to it (10 ms of iptables) was seen done after ~180 ms. Same route time.
-    const handle = Netlink.open({ batchSize: 64 });
+    const handle = Netlink.open();
     netlink = handle;
     const external = await chooseExternal(handle, flags);
     for (const miss of external.misses ?? []) log.info("interface flag did not match", { miss });

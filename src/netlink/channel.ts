@@ -49,7 +49,12 @@ export interface BatchOutcome<T> {
 }
 
 export interface ChannelOptions {
-  /** Most messages per send; default 1024, lowered to what the receive buffer can hold in acks. */
+  /**
+   * Most messages per send; default 64, lowered to what the receive buffer can hold in acks. The kernel
+   * handles a whole batch inside the synchronous send: 1,024 inline-gateway routes held the JS thread
+   * for up to 170 ms at 5,000 peers (an agent's firewall commands next to it were seen done that late),
+   * and 64 per send took the same route time (test/bench/firewall-start.bench.ts).
+   */
   readonly batchSize?: number;
   /** How long to wait for replies that should already be there; default 5 s. */
   readonly timeoutMs?: number;
@@ -69,7 +74,7 @@ export class Channel {
   constructor(transport: Transport, options: ChannelOptions = {}) {
     this.#transport = transport;
     const fits = Math.max(16, Math.floor(transport.receiveBufferBytes / BYTES_PER_ACK));
-    this.#batchSize = Math.min(options.batchSize ?? 1024, fits);
+    this.#batchSize = Math.min(options.batchSize ?? 64, fits);
     this.#timeoutMs = options.timeoutMs ?? 5000;
   }
 
