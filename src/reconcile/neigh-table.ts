@@ -18,7 +18,7 @@ import { cidrContains, parseIpv4 } from "../net/ipv4.ts";
 import { AF, NTF, NUD } from "../netlink/constants.ts";
 import type { FdbEntry, NetlinkHandle } from "../netlink/netlink.ts";
 import type { Neigh } from "../netlink/types.ts";
-import type { OwnedKind } from "./owned-table.ts";
+import { kindFailures, type OwnedKind } from "./owned-table.ts";
 
 export type NeighHandle = Pick<
   NetlinkHandle,
@@ -64,18 +64,8 @@ export function neighKind(
       const { items } = await handle.neighList({ index: device });
       return items.filter((n) => ownedNeigh(n, device, network));
     },
-    replace: async (items) =>
-      (await handle.neighReplace(items)).failures.map((f) => ({
-        item: f.neigh,
-        errno: f.errno,
-        message: f.message,
-      })),
-    remove: async (items) =>
-      (await handle.neighDelete(items)).failures.map((f) => ({
-        item: f.neigh,
-        errno: f.errno,
-        message: f.message,
-      })),
+    replace: async (items) => kindFailures((await handle.neighReplace(items)).failures, (f) => f.neigh),
+    remove: async (items) => kindFailures((await handle.neighDelete(items)).failures, (f) => f.neigh),
     key: (n) => n.ip ?? "",
     equal: (a, b) => a.index === b.index && a.ip === b.ip && a.mac === b.mac,
     goneErrnos: [ENOENT],
@@ -85,7 +75,7 @@ export function neighKind(
 /** FDB entries on one device as an `OwnedKind`, keyed by MAC. */
 export function fdbKind(handle: NeighHandle, index: () => number | undefined): OwnedKind<FdbEntry> {
   const failures = (out: Awaited<ReturnType<NeighHandle["fdbReplace"]>>) =>
-    out.failures.map((f) => ({ item: fdbFromNeigh(f.neigh), errno: f.errno, message: f.message }));
+    kindFailures(out.failures, (f) => fdbFromNeigh(f.neigh));
   return {
     async list() {
       const device = index();

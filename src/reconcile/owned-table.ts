@@ -22,6 +22,14 @@ export interface KindFailure<V> {
   readonly message: string;
 }
 
+/** A batch's failures as `KindFailure`s, `item` naming the object each one is about. */
+export function kindFailures<F extends { readonly errno: number; readonly message: string }, V>(
+  failures: readonly F[],
+  item: (failure: F) => V,
+): KindFailure<V>[] {
+  return failures.map((f) => ({ item: item(f), errno: f.errno, message: f.message }));
+}
+
 /** How one kind of object is read, written and compared. */
 export interface OwnedKind<V> {
   /** Lists the objects weft owns (and only those: the sweep deletes whatever this returns and nobody wants). */

@@ -23,10 +23,11 @@
  * does a kernel without nexthop objects (`useInlineGateways`, detected once at start). Routes with
  * inline gateways left by flanneld or an older weft are replaced in place.
  */
+import { tryParseIpv4 } from "../net/ipv4.ts";
 import type { NetlinkHandle } from "../netlink/netlink.ts";
 import type { Nexthop, Route } from "../netlink/types.ts";
 import type { Delta } from "./delta-tracker.ts";
-import { type OwnedKind, OwnedTable, type RefusedEntry } from "./owned-table.ts";
+import { kindFailures, type OwnedKind, OwnedTable, type RefusedEntry } from "./owned-table.ts";
 
 /** The part of the netlink handle a route table needs (the real one, or a fake in unit tests). */
 export type RouteHandle = Pick<NetlinkHandle, "routeList" | "routeReplace" | "routeDelete">;
@@ -62,15 +63,8 @@ export function nexthopEqual(a: Nexthop, b: Nexthop): boolean {
 /** The nexthop id of a route to `dst`: its IPv4 address as a number; 0 (none) for anything else. */
 export function nexthopIdOf(dst: string): number {
   const slash = dst.indexOf("/");
-  const parts = (slash < 0 ? dst : dst.slice(0, slash)).split(".");
-  if (parts.length !== 4) return 0;
-  let id = 0;
-  for (const part of parts) {
-    const octet = Number(part);
-    if (!Number.isInteger(octet) || octet < 0 || octet > 255 || part === "") return 0;
-    id = id * 256 + octet;
-  }
-  return id;
+  const address = tryParseIpv4(slash < 0 ? dst : dst.slice(0, slash));
+  return address.ok ? address.value : 0;
 }
 
 /**
@@ -89,23 +83,16 @@ export async function detectNexthops(
   }
 }
 
-function failuresOf<V>(
-  out: { failures: readonly { errno: number; message: string }[] },
-  item: (f: never) => V,
-) {
-  return out.failures.map((f) => ({ item: item(f as never), errno: f.errno, message: f.message }));
-}
-
 /** Routes as an `OwnedKind`: keyed by destination, owned by protocol, listed from one table. */
 export function routeKind(handle: RouteHandle, protocol: number, table: number): OwnedKind<Route> {
-  const item = (f: { route: Route }) => f.route;
+  const item = (f: { readonly route: Route }) => f.route;
   return {
     async list() {
       const { items } = await handle.routeList({ table, protocol });
       return items.filter((r) => r.protocol === protocol);
     },
-    replace: async (routes) => failuresOf(await handle.routeReplace(routes), item),
-    remove: async (routes) => failuresOf(await handle.routeDelete(routes), item),
+    replace: async (routes) => kindFailures((await handle.routeReplace(routes)).failures, item),
+    remove: async (routes) => kindFailures((await handle.routeDelete(routes)).failures, item),
     key: (r) => r.dst,
     equal: routeEqual,
     goneErrnos: [ESRCH],
@@ -121,7 +108,7 @@ export function nexthopKind(
   protocol: number,
   foreign: (ids: ReadonlySet<number>) => void,
 ): OwnedKind<Nexthop> {
-  const item = (f: { nexthop: Nexthop }) => f.nexthop;
+  const item = (f: { readonly nexthop: Nexthop }) => f.nexthop;
   return {
     async list() {
       const { items } = await handle.nexthopList();
@@ -134,12 +121,20 @@ export function nexthopKind(
       foreign(others);
       return owned;
     },
-    replace: async (nexthops) => failuresOf(await handle.nexthopReplace(nexthops), item),
-    remove: async (nexthops) => failuresOf(await handle.nexthopDelete(nexthops), item),
+    replace: async (nexthops) => kindFailures((await handle.nexthopReplace(nexthops)).failures, item),
+    remove: async (nexthops) => kindFailures((await handle.nexthopDelete(nexthops)).failures, item),
     key: (nh) => String(nh.id),
     equal: nexthopEqual,
     goneErrnos: [ENOENT],
   };
+}
+
+function hasNexthops<H extends Partial<NexthopHandle>>(handle: H): handle is H & NexthopHandle {
+  return (
+    typeof handle.nexthopList === "function" &&
+    typeof handle.nexthopReplace === "function" &&
+    typeof handle.nexthopDelete === "function"
+  );
 }
 
 /**
@@ -176,18 +171,12 @@ export class RouteTable {
     this.#protocol = options.protocol;
     this.#table = options.table ?? 254;
     this.#owned = new OwnedTable(routeKind(handle, this.#protocol, this.#table));
-    const { nexthopList, nexthopReplace, nexthopDelete } = handle;
     const mode = options.nexthops ?? "unsupported";
     this.#use = mode === "on";
     if (mode !== "unsupported") {
-      if (nexthopList === undefined || nexthopReplace === undefined || nexthopDelete === undefined)
+      if (!hasNexthops(handle))
         throw new TypeError("RouteTable: nexthops asked for, but the handle has no nexthop calls");
-      const nh: NexthopHandle = {
-        nexthopList: () => nexthopList.call(handle),
-        nexthopReplace: (items) => nexthopReplace.call(handle, items),
-        nexthopDelete: (items) => nexthopDelete.call(handle, items),
-      };
-      this.#nexthops = new OwnedTable(nexthopKind(nh, this.#protocol, (ids) => this.#noteForeign(ids)));
+      this.#nexthops = new OwnedTable(nexthopKind(handle, this.#protocol, (ids) => this.#noteForeign(ids)));
     }
   }
 
