@@ -3,10 +3,10 @@
  * their namespaces: the weft command (the compiled binary, or `bun src/main.ts`), the cached
  * flanneld, etcd in the segment's bridge namespace, and the kill of agents a crashed driver left.
  */
-import { closeSync, existsSync, openSync, readFileSync, statSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import type { Segment } from "../../src/netns/netns.ts";
+import { removeAll, type Segment } from "../../src/netns/netns.ts";
 import { ETCD_ENDPOINT, SEGMENT_PREFIX_LEN, STORE_IP } from "./agent-fixtures.ts";
 
 const ROOT = join(import.meta.dir, "..", "..");
@@ -159,4 +159,59 @@ export function killRecordedAgents(pidFile: string, markers: readonly string[]):
       }
     }
   }
+}
+
+/** What a bench started, read when it is torn down (some of it is started later). */
+export interface BenchParts {
+  /** The bench's own processes, stopped first (drivers inside the namespaces). */
+  readonly stopOwn: () => Promise<unknown>;
+  readonly pidFile: string;
+  /** What identifies the agents in /proc/<pid>/cmdline (see `killRecordedAgents`). */
+  readonly markers: () => readonly string[];
+  readonly etcd: () => Subprocess | undefined;
+  readonly segment: () => Segment | undefined;
+  /** The bench's temporary directory: kept with WEFT_BENCH_KEEP=1, else removed. */
+  readonly dir: string;
+}
+
+/** A bench's teardown: `run()` once (safe to call twice); `started` once it began (Ctrl-C included). */
+export interface BenchTeardown {
+  run(): Promise<void>;
+  readonly started: boolean;
+}
+
+/**
+ * The teardown every namespace bench needs: its own processes, the agents they started (by pid), etcd,
+ * the namespaces, the directory. It also runs on SIGINT/SIGTERM, after `onSignal` (which may kill what
+ * `stopOwn` would wait for).
+ */
+export function benchTeardown(name: string, parts: BenchParts, onSignal?: () => void): BenchTeardown {
+  let cleaning: Promise<void> | undefined;
+  const teardown: BenchTeardown = {
+    run() {
+      cleaning ??= (async () => {
+        await parts.stopOwn();
+        killRecordedAgents(parts.pidFile, parts.markers());
+        const etcd = parts.etcd();
+        etcd?.kill("SIGKILL");
+        await etcd?.exited;
+        await parts.segment()?.remove();
+        await removeAll();
+        if (process.env.WEFT_BENCH_KEEP === "1") console.error(`${name}: logs kept in ${parts.dir}`);
+        else rmSync(parts.dir, { recursive: true, force: true });
+      })();
+      return cleaning;
+    },
+    get started() {
+      return cleaning !== undefined;
+    },
+  };
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.on(signal, () => {
+      console.error(`${name}: ${signal}, cleaning up`);
+      onSignal?.();
+      void teardown.run().finally(() => process.exit(130));
+    });
+  }
+  return teardown;
 }

@@ -42,11 +42,11 @@
 // flanneld comes from build/test-bin.sh (cached in ~/.cache/weft-test-bin); when it cannot be built
 // or run, weft's figures are printed with a line saying why flanneld is missing, and the other way
 // round when weft fails.
-import { mkdtempSync, readlinkSync, rmSync } from "node:fs";
+import { mkdtempSync, readlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { canUseNetns, createSegment, type Host, removeAll, type Segment } from "../../src/netns/netns.ts";
+import { canUseNetns, createSegment, type Host, type Segment } from "../../src/netns/netns.ts";
 import {
   type AgentKind,
   ETCD_ENDPOINT,
@@ -61,9 +61,9 @@ import {
 import type { InsideArgs } from "./agent-inside.ts";
 import { printReport } from "./agent-report.ts";
 import {
+  benchTeardown,
   FLANNELD_VERSION,
   fileMiB,
-  killRecordedAgents,
   loadavg,
   locateFlanneld,
   MAIN,
@@ -125,33 +125,21 @@ const pidFile = join(dir, "agent-pids");
 let segment: Segment | undefined;
 let etcd: Subprocess | undefined;
 let inside: Subprocess | undefined;
-let cleaning: Promise<void> | undefined;
 /** What identifies a weft agent in /proc/<pid>/cmdline: its binary, or src/main.ts. */
 let weftMarker = MAIN;
 
 /** Stops everything this script started and removes its namespaces; safe to call twice. */
-function cleanup(): Promise<void> {
-  cleaning ??= (async () => {
+const teardown = benchTeardown("agent.bench", {
+  stopOwn: async () => {
     inside?.kill("SIGKILL");
     await inside?.exited;
-    // Agents the driver started: killed by pid, only if the pid still runs one of our agents.
-    killRecordedAgents(pidFile, [weftMarker, "flanneld"]);
-    etcd?.kill("SIGKILL");
-    await etcd?.exited;
-    await segment?.remove();
-    await removeAll();
-    if (process.env.WEFT_BENCH_KEEP === "1") console.error(`agent.bench: logs kept in ${dir}`);
-    else rmSync(dir, { recursive: true, force: true });
-  })();
-  return cleaning;
-}
-
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.on(signal, () => {
-    console.error(`agent.bench: ${signal}, cleaning up`);
-    void cleanup().finally(() => process.exit(130));
-  });
-}
+  },
+  pidFile,
+  markers: () => [weftMarker, "flanneld"],
+  etcd: () => etcd,
+  segment: () => segment,
+  dir,
+});
 
 /** Runs the driver for one agent; `argv` is the agent's command up to the flags both share. */
 async function measure(kind: AgentKind, host: Host, argv: readonly string[]): Promise<InsideResult> {
@@ -189,7 +177,7 @@ async function measure(kind: AgentKind, host: Host, argv: readonly string[]): Pr
     repairPhaseMs: kind === "weft" ? 0 : 10_000,
   };
   // After Ctrl-C the cleanup has already run past the driver: start no new one.
-  if (cleaning !== undefined) throw new Error("interrupted");
+  if (teardown.started) throw new Error("interrupted");
   console.error(`agent.bench: measuring ${kind} in ${host.ns.name} (${host.address})`);
   const proc = Bun.spawn(
     ["ip", "netns", "exec", host.ns.name, process.execPath, INSIDE, JSON.stringify(args)],
@@ -236,7 +224,7 @@ try {
     if (flannel.error !== undefined) flannelMissing = `flanneld failed during the run: ${flannel.error}`;
   }
 } finally {
-  await cleanup();
+  await teardown.run();
 }
 
 printReport({

@@ -48,15 +48,15 @@
 //   WEFT_BENCH_WEFT=source       measure `bun src/main.ts` instead of the compiled binary
 //   WEFT_BENCH_CHART=path|0      where the chart goes (default docs/scale.svg), 0 for none
 //   WEFT_BENCH_KEEP=1            keep the temporary directory with the agents' logs
-import { mkdirSync, mkdtempSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import type { Subprocess } from "bun";
-import { canUseNetns, createSegment, type Host, removeAll, type Segment } from "../../src/netns/netns.ts";
+import { canUseNetns, createSegment, type Host, type Segment } from "../../src/netns/netns.ts";
 import { type AgentKind, ETCD_ENDPOINT, HEALTHZ_PORT, SEGMENT_PREFIX_LEN } from "./agent-fixtures.ts";
 import {
+  benchTeardown,
   FLANNELD_VERSION,
-  killRecordedAgents,
   loadavg,
   locateFlanneld,
   MAIN,
@@ -138,35 +138,28 @@ const pidFile = join(dir, "agent-pids");
 let segment: Segment | undefined;
 let etcd: Subprocess | undefined;
 const drivers = new Map<AgentKind | "floor", Driver>();
-let cleaning: Promise<void> | undefined;
 let weftMarker = MAIN;
 const loadSamples: number[] = [];
 const loadTimer = setInterval(() => loadSamples.push(Number(loadavg().split(" ")[0])), 10_000);
 
 /** Stops everything this script started and removes its namespaces; safe to call twice. */
-function cleanup(): Promise<void> {
-  cleaning ??= (async () => {
-    clearInterval(loadTimer);
-    await Promise.all([...drivers.values()].map((d) => d.close()));
-    // Agents the drivers started: killed by pid, only if the pid still runs one of our agents.
-    killRecordedAgents(pidFile, [weftMarker, "flanneld"]);
-    etcd?.kill("SIGKILL");
-    await etcd?.exited;
-    await segment?.remove();
-    await removeAll();
-    if (process.env.WEFT_BENCH_KEEP === "1") console.error(`scale.bench: logs kept in ${dir}`);
-    else rmSync(dir, { recursive: true, force: true });
-  })();
-  return cleaning;
-}
-
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.on(signal, () => {
-    console.error(`scale.bench: ${signal}, cleaning up`);
+const teardown = benchTeardown(
+  "scale.bench",
+  {
+    stopOwn: async () => {
+      clearInterval(loadTimer);
+      await Promise.all([...drivers.values()].map((d) => d.close()));
+    },
+    pidFile,
+    markers: () => [weftMarker, "flanneld"],
+    etcd: () => etcd,
+    segment: () => segment,
+    dir,
+  },
+  () => {
     for (const d of drivers.values()) d.kill();
-    void cleanup().finally(() => process.exit(130));
-  });
-}
+  },
+);
 
 const results: ScaleResults = { sync: new Map(), idle: [], churn: [], ready: [], notes: [] };
 const progress = (line: string) => console.error(`scale.bench: ${line}`);
@@ -260,7 +253,7 @@ const { syncPart, holdOnly, readyPart, holdsAt } = phaseRunner({
   drivers,
   results,
   phases,
-  interrupted: () => cleaning !== undefined,
+  interrupted: () => teardown.started,
   progress,
 });
 
@@ -290,7 +283,7 @@ try {
   if ("bin" in flanneld) startDriver("flanneld", h2, [flanneld.bin]);
   if (wants("sync")) startDriver("floor", h3, []);
   for (const [i, n] of sizes.entries()) {
-    if (cleaning !== undefined) break;
+    if (teardown.started) break;
     progress(`N=${n}: writing leases`);
     await Promise.all(
       [...drivers.values()].map((d) =>
@@ -307,7 +300,7 @@ try {
 } catch (err) {
   results.notes.push(`the run stopped early: ${errorText(err)}`);
 } finally {
-  await cleanup();
+  await teardown.run();
 }
 
 printReport({

@@ -33,15 +33,15 @@
 //   WEFT_BENCH_SIZES=1000        peer counts for the sync part (default 1000,5000; the first gets the repairs)
 //   WEFT_BENCH_IPERF=0           skip the iperf3 part
 //   WEFT_BENCH_KEEP=1            keep the temporary directory with the agents' logs
-import { mkdtempSync, readlinkSync, rmSync } from "node:fs";
+import { mkdtempSync, readlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { canUseNetns, createSegment, type Host, removeAll, type Segment } from "../../src/netns/netns.ts";
+import { canUseNetns, createSegment, type Host, type Segment } from "../../src/netns/netns.ts";
 import { ETCD_ENDPOINT, SEGMENT_PREFIX_LEN } from "./agent-fixtures.ts";
 import {
+  benchTeardown,
   FLANNELD_VERSION,
-  killRecordedAgents,
   loadavg,
   locateFlanneld,
   MAIN,
@@ -114,34 +114,22 @@ let segment: Segment | undefined;
 let etcd: Subprocess | undefined;
 let inside: Subprocess | undefined;
 const others = new Set<Subprocess>();
-let cleaning: Promise<void> | undefined;
 let weftMarker = MAIN;
 
 /** Stops everything this script started and removes its namespaces; safe to call twice. */
-function cleanup(): Promise<void> {
-  cleaning ??= (async () => {
+const teardown = benchTeardown("vxlan.bench", {
+  stopOwn: async () => {
     inside?.kill("SIGKILL");
     await inside?.exited;
     for (const proc of others) proc.kill("SIGKILL");
     await Promise.all([...others].map((proc) => proc.exited));
-    // Agents the drivers started: killed by pid, only if the pid still runs one of our agents.
-    killRecordedAgents(pidFile, [weftMarker, "flanneld"]);
-    etcd?.kill("SIGKILL");
-    await etcd?.exited;
-    await segment?.remove();
-    await removeAll();
-    if (process.env.WEFT_BENCH_KEEP === "1") console.error(`vxlan.bench: logs kept in ${dir}`);
-    else rmSync(dir, { recursive: true, force: true });
-  })();
-  return cleaning;
-}
-
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.on(signal, () => {
-    console.error(`vxlan.bench: ${signal}, cleaning up`);
-    void cleanup().finally(() => process.exit(130));
-  });
-}
+  },
+  pidFile,
+  markers: () => [weftMarker, "flanneld"],
+  etcd: () => etcd,
+  segment: () => segment,
+  dir,
+});
 
 interface Measured {
   readonly kind: "weft" | "flanneld";
@@ -187,7 +175,7 @@ async function measure(m: Measured): Promise<VxlanInsideResult> {
     repairs: m.repairs,
   };
   // After Ctrl-C the cleanup has already run past the driver: start no new one.
-  if (cleaning !== undefined) throw new Error("interrupted");
+  if (teardown.started) throw new Error("interrupted");
   console.error(`vxlan.bench: measuring ${label} in ${m.host.ns.name} (${m.host.address})`);
   const proc = Bun.spawn(
     ["ip", "netns", "exec", m.host.ns.name, process.execPath, INSIDE, JSON.stringify(args)],
@@ -305,7 +293,7 @@ try {
         dir,
         pidFile,
         track: (proc) => {
-          if (cleaning !== undefined) proc.kill("SIGKILL"); // started after Ctrl-C's cleanup
+          if (teardown.started) proc.kill("SIGKILL"); // started after Ctrl-C's cleanup
           others.add(proc);
           void proc.exited.then(() => others.delete(proc));
         },
@@ -317,7 +305,7 @@ try {
     }
   }
 } finally {
-  await cleanup();
+  await teardown.run();
 }
 
 printReport({
