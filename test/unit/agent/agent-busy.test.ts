@@ -12,22 +12,13 @@ import { Metrics } from "../../../src/metrics.ts";
 import type { BatchResult, NetlinkHandle } from "../../../src/netlink/netlink.ts";
 import type { Route } from "../../../src/netlink/types.ts";
 import { openStore } from "../../../stores/index.ts";
-import { EXTERNAL, unitWiring } from "./unit-agent.ts";
+import { EXTERNAL, unitWiring, until } from "./unit-agent.ts";
 
 const PREFIX = "/coreos.com/network";
 const dirs: string[] = [];
 afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
-
-/** Waits for `check`; the bound only ends a broken run, it is no speed requirement. */
-async function until(what: string, check: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await Bun.sleep(5);
-  }
-}
 
 test("agent - busyMs grows while a route apply hangs and is 0 once it finished", async () => {
   const dir = mkdtempSync(join(tmpdir(), "weft-busy-"));

@@ -12,21 +12,13 @@ import { Metrics } from "../../../src/metrics.ts";
 import type { BatchResult, NetlinkHandle } from "../../../src/netlink/netlink.ts";
 import type { Route } from "../../../src/netlink/types.ts";
 import { openStore } from "../../../stores/index.ts";
-import { EXTERNAL, fakeFirewall, unitWiring } from "./unit-agent.ts";
+import { EXTERNAL, fakeFirewall, unitWiring, until } from "./unit-agent.ts";
 
 const PREFIX = "/coreos.com/network";
 const dirs: string[] = [];
 afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
-
-async function until(what: string, check: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await Bun.sleep(10);
-  }
-}
 
 test("agent - a subnet.env write failing after a re-acquire is logged and the agent keeps running", async () => {
   const dir = mkdtempSync(join(tmpdir(), "weft-reacquire-"));
@@ -68,7 +60,7 @@ test("agent - a subnet.env write failing after a re-acquire is logged and the ag
   const stop = new AbortController();
   const running = agent.run(stop.signal);
   try {
-    await until("readiness", () => agent.readiness().ready);
+    await until("readiness", () => agent.readiness().ready, 15_000);
     const own = (await store.list(`${PREFIX}/subnets/`)).entries[0];
     if (own === undefined) throw new Error("no own lease in the store");
     // subnet.env becomes unwritable: a non-empty directory in its place (root writes through modes).
@@ -77,8 +69,10 @@ test("agent - a subnet.env write failing after a re-acquire is logged and the ag
     writeFileSync(join(subnetFile, "keep"), "");
     const specsBefore = specs.length;
     await store.delete(own.key);
-    await until("the failed write to be logged", () =>
-      lines.some((l) => l.includes("could not write the subnet file")),
+    await until(
+      "the failed write to be logged",
+      () => lines.some((l) => l.includes("could not write the subnet file")),
+      15_000,
     );
     const line = JSON.parse(lines.find((l) => l.includes("could not write the subnet file")) ?? "{}");
     expect(line.level).toBe("error");
@@ -86,8 +80,8 @@ test("agent - a subnet.env write failing after a re-acquire is logged and the ag
     expect(line.subnet).toMatch(/^10\.5\.\d+\.0\/24$/);
     expect(String(line.error)).toContain(subnetFile);
     // The lease is held again and its rules and routes follow it despite the file.
-    await until("readiness after the re-acquire", () => agent.readiness().ready);
-    await until("the firewall spec for the re-acquired lease", () => specs.length > specsBefore);
+    await until("readiness after the re-acquire", () => agent.readiness().ready, 15_000);
+    await until("the firewall spec for the re-acquired lease", () => specs.length > specsBefore, 15_000);
     expect((await store.get(own.key))?.value).toContain('"PublicIP":"192.0.2.1"');
   } finally {
     stop.abort();

@@ -12,7 +12,7 @@ import { Metrics } from "../../../src/metrics.ts";
 import type { BatchResult, NetlinkHandle } from "../../../src/netlink/netlink.ts";
 import type { Route } from "../../../src/netlink/types.ts";
 import { openStore } from "../../../stores/index.ts";
-import { EXTERNAL, unitWiring } from "./unit-agent.ts";
+import { EXTERNAL, unitWiring, until } from "./unit-agent.ts";
 
 const PREFIX = "/coreos.com/network";
 const BROADCAST = "192.0.2.255";
@@ -28,14 +28,6 @@ function fastClock(speed = 100): Clock {
     now: () => start + (Date.now() - start) * speed,
     sleep: (ms, signal) => systemClock.sleep(ms / speed, signal),
   };
-}
-
-async function until(what: string, check: () => boolean): Promise<void> {
-  for (let i = 0; i < 1000; i++) {
-    if (check()) return;
-    await Bun.sleep(5);
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 test("agent - a route the kernel refuses does not block readiness, is logged once and retried every 10 s", async () => {
@@ -96,7 +88,7 @@ test("agent - a route the kernel refuses does not block readiness, is logged onc
   const stop = new AbortController();
   const running = agent.run(stop.signal);
   try {
-    await until("readiness", () => agent.readiness().ready);
+    await until("readiness", () => agent.readiness().ready, 5_000);
     expect(kernel.has("10.5.9.0/24")).toBe(true);
     expect(kernel.has("10.5.8.0/24")).toBe(false);
     expect(metrics.refused.get({ kind: "route" })).toBe(1);
@@ -124,7 +116,7 @@ test("agent - a route the kernel refuses does not block readiness, is logged onc
       expectRevision: kv?.revision ?? 0n,
       ttlSeconds: 3600,
     });
-    await until("the fixed route", () => kernel.get("10.5.8.0/24")?.gateway === "192.0.2.8");
+    await until("the fixed route", () => kernel.get("10.5.8.0/24")?.gateway === "192.0.2.8", 5_000);
     expect(metrics.refused.get({ kind: "route" })).toBe(0);
     expect((agent.status() as { lastApply: { refused: string[] } }).lastApply.refused).toEqual([]);
   } finally {

@@ -39,3 +39,12 @@ export function unitWiring(config: NetworkConfig, netlink: NetlinkHandle, firewa
   });
   return { ...wired, firewall };
 }
+
+/** Waits for `check`, polling every 5 ms; the bound only ends a broken run, it is no speed requirement. */
+export async function until(what: string, check: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await Bun.sleep(5);
+  }
+}
