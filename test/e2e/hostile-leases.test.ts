@@ -215,6 +215,19 @@ test.skipIf(!canUseNetns())(
       }
     };
     let sampler = sample();
+    /** Once the agent rejected all 200 and 2 s more: the peak sampled and the RSS then; routes intact. */
+    const settle = async () => {
+      await eventually(
+        "the agent to reject all 200",
+        () => (agent.log().match(/over the 4096-byte limit/g)?.length ?? 0) >= 200,
+      );
+      await Bun.sleep(2_000);
+      sampling = false;
+      await sampler;
+      const out = { peak, settled: rssMiB(agent.proc.pid) };
+      expect(await c.routes(0)).toHaveLength(1);
+      return out;
+    };
 
     const store = openStore("sqlite", { endpoints: [c.endpoint] });
     const pad = "x".repeat(1 << 20);
@@ -226,15 +239,7 @@ test.skipIf(!canUseNetns())(
     } finally {
       await store.close();
     }
-    await eventually(
-      "the agent to reject all 200",
-      () => (agent.log().match(/over the 4096-byte limit/g)?.length ?? 0) >= 200,
-    );
-    await Bun.sleep(2_000);
-    sampling = false;
-    await sampler;
-    const running = { peak, settled: rssMiB(agent.proc.pid) };
-    expect(await c.routes(0)).toHaveLength(1);
+    const running = await settle();
 
     // Restarted next to them: its first list holds all 200 MiB at once, then lets go of them.
     await c.stopAgent(0);
@@ -243,15 +248,7 @@ test.skipIf(!canUseNetns())(
     agent = c.startAgent(0);
     sampler = sample();
     await c.awaitRoutes(2);
-    await eventually(
-      "the agent to reject all 200",
-      () => (agent.log().match(/over the 4096-byte limit/g)?.length ?? 0) >= 200,
-    );
-    await Bun.sleep(2_000);
-    sampling = false;
-    await sampler;
-    const restarted = { peak, settled: rssMiB(agent.proc.pid) };
-    expect(await c.routes(0)).toHaveLength(1);
+    const restarted = await settle();
     console.log(
       `hostile leases: RSS MiB baseline ${baseline.toFixed(1)}; 200 × 1 MiB written while running: peak ${running.peak.toFixed(1)}, settled ${running.settled.toFixed(1)}; restarted next to them: peak ${restarted.peak.toFixed(1)}, settled ${restarted.settled.toFixed(1)}`,
     );
