@@ -66,6 +66,11 @@ export async function repeat(
 export interface StoreRuntimeOptions {
   /** The clock the driver waits on (default: the system clock). */
   readonly clock?: StoreClock | undefined;
+  /**
+   * HTTP stores: answers up to this many bytes are read as text even under a value limit (default
+   * `TEXT_BODY_BYTES` in http.ts); tests pass 0 to send every answer through its streaming reader.
+   */
+  readonly textBodyBytes?: number | undefined;
 }
 
 /** Capped exponential backoff with jitter, for reconnect loops, waiting on a `StoreClock`. */

@@ -29,6 +29,24 @@ export interface KeyValue {
    * no details). Absent otherwise.
    */
   readonly ttlSeconds?: number | undefined;
+  /**
+   * Set when the value is longer than the `maxValueBytes` the read asked for: the value was left out
+   * (`value` is "") and this is its length in UTF-8 bytes. Absent on every entry read without a limit.
+   */
+  readonly omittedBytes?: number | undefined;
+}
+
+/**
+ * Options of `list` (and, through `WatchOptions`, of a watch's resyncs and puts).
+ *
+ * `maxValueBytes`: a value longer than this many UTF-8 bytes is handed over as "" with `omittedBytes`,
+ * and is not held while the answer is read: the driver skips it while decoding (SQLite leaves it in
+ * the database, etcd v3 and the JSON stores decode their answer as it streams in, NATS drops each
+ * message as it arrives). An agent started next to 200 values of 1 MiB reads them without holding them.
+ * Absent: every value whole.
+ */
+export interface ListOptions {
+  readonly maxValueBytes?: number | undefined;
 }
 
 /** A consistent snapshot of a prefix. */
@@ -105,6 +123,8 @@ export interface WatchOptions {
    * at once instead, without `ttlSeconds` and with reason "unknown". Default true.
    */
   readonly details?: boolean | undefined;
+  /** As in `ListOptions`, for the entries of resyncs and the values of puts. */
+  readonly maxValueBytes?: number | undefined;
 }
 
 /** What a driver can do natively; the agent adapts (e.g. sweeping) where a store cannot. */
@@ -132,7 +152,7 @@ export interface Store {
   get(key: string): Promise<KeyValue | undefined>;
 
   /** Every key under `prefix` plus the revision of the snapshot. One round trip, no per-key calls. */
-  list(prefix: string): Promise<ListResult>;
+  list(prefix: string, options?: ListOptions): Promise<ListResult>;
 
   /** Writes the key only if absent (atomic). Rejects with `KeyExistsError` if it exists. */
   create(key: string, value: string, options?: CreateOptions): Promise<KeyValue>;

@@ -12,7 +12,7 @@ import type { AgentFlags } from "../config/flags.ts";
 import { parseNetworkConfig } from "../config/network-config.ts";
 import { WeftError, WeftErrorCode } from "../errors.ts";
 import { checkSysctls } from "../firewall/sysctl.ts";
-import { leaseRules, parseLease, subnetsPrefix } from "../lease/lease.ts";
+import { LEASE_READ, leaseRules, parseLease, subnetsPrefix } from "../lease/lease.ts";
 import { withoutOverlaps } from "../lease/watcher.ts";
 import { formatCidr, type Ipv4Cidr } from "../net/ipv4.ts";
 import { Netlink, RTPROT_WEFT } from "../netlink/netlink.ts";
@@ -59,7 +59,7 @@ export async function runPlan(flags: AgentFlags, write: (line: string) => void):
     }
     const { config } = parseNetworkConfig(stored.value);
     const external = await chooseExternal(netlink, flags);
-    const { entries } = await store.list(subnetsPrefix(flags.etcdPrefix));
+    const { entries } = await store.list(subnetsPrefix(flags.etcdPrefix), LEASE_READ);
     const previous = await readSubnetEnv(flags.subnetFile);
     const views = leaseViews(entries, config, flags.etcdPrefix).map((v) => v.view);
     const choice = allocateSubnet({

@@ -7,6 +7,7 @@
  */
 
 import type { KeyValue, Revision } from "../../stores/store.ts";
+import { omitValue, overLimit } from "../../stores/values.ts";
 import { WeftError, WeftErrorCode } from "../errors.ts";
 import { cidrContainsCidr, formatCidr, type Ipv4Cidr, tryParseIpv4 } from "../net/ipv4.ts";
 import { formatSubnetKey, tryParseSubnetKey } from "../net/subnet-key.ts";
@@ -75,20 +76,26 @@ export function leaseRules(
   return { network: config.network, subnetLen: config.subnetLen, subnets: subnetsPrefix(prefix) };
 }
 
-/** True when a value is too long to be a lease (checked before it is parsed or kept). */
-export function oversized(value: string): boolean {
-  // A UTF-8 byte is at most one UTF-16 unit; the exact byte count only for values near the limit.
-  return (
-    value.length > MAX_LEASE_VALUE_BYTES ||
-    (value.length > MAX_LEASE_VALUE_BYTES / 3 && Buffer.byteLength(value) > MAX_LEASE_VALUE_BYTES)
-  );
+/**
+ * True when an entry's value is too long to be a lease: read with `LEASE_READ` the store left it
+ * out (`omittedBytes`); otherwise it is measured here, before it is parsed or kept.
+ */
+export function oversized(kv: KeyValue): boolean {
+  return kv.omittedBytes !== undefined || overLimit(kv.value, MAX_LEASE_VALUE_BYTES);
 }
+
+/**
+ * How leases are read (`list`, and `watch` with it): values over the limit stay in the store, so an
+ * agent started next to 200 values of 1 MiB never holds them.
+ */
+export const LEASE_READ = { maxValueBytes: MAX_LEASE_VALUE_BYTES } as const;
 
 /** The entry as it may be kept: one whose value is over the limit keeps only its key and revision. */
 export function withoutLargeValue(kv: KeyValue): KeyValue {
-  if (!oversized(kv.value)) return kv;
+  if (!oversized(kv)) return kv;
+  if (kv.omittedBytes !== undefined) return kv;
   releaseLargeValues();
-  return { key: kv.key, value: "", revision: kv.revision, expires: kv.expires };
+  return omitValue(kv, Buffer.byteLength(kv.value));
 }
 
 let releasePending = false;
@@ -114,7 +121,7 @@ export function oversizedRejection(kv: KeyValue): LeaseParse {
   return {
     ok: false,
     rule: "size",
-    reason: `value is ${Buffer.byteLength(kv.value)} bytes, over the ${MAX_LEASE_VALUE_BYTES}-byte limit for a lease`,
+    reason: `value is ${kv.omittedBytes ?? Buffer.byteLength(kv.value)} bytes, over the ${MAX_LEASE_VALUE_BYTES}-byte limit for a lease`,
   };
 }
 
@@ -196,7 +203,7 @@ export function parseLeaseKey(fullKey: string, rules: LeaseRules): LeaseKeyParse
  * key passes `parseLeaseKey`, the value is at most 4 KiB of JSON with an IPv4 PublicIP.
  */
 export function parseLease(kv: KeyValue, rules: LeaseRules): LeaseParse {
-  if (oversized(kv.value)) return oversizedRejection(kv);
+  if (oversized(kv)) return oversizedRejection(kv);
   const key = parseLeaseKey(kv.key, rules);
   if (!key.ok) return key;
   const { subnet, subnetText } = key;

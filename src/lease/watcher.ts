@@ -27,13 +27,14 @@ import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import { cidrsOverlap, type Ipv4Cidr } from "../net/ipv4.ts";
 import {
+  LEASE_READ,
   type Lease,
   type LeaseParse,
   type LeaseRules,
   oversized,
   oversizedRejection,
   parseLease,
-  releaseLargeValues,
+  withoutLargeValue,
 } from "./lease.ts";
 
 /**
@@ -151,7 +152,7 @@ export class LeaseWatcher {
   }
 
   async #list(): Promise<Revision> {
-    return this.#fold(await this.#o.store.list(this.#o.prefix));
+    return this.#fold(await this.#o.store.list(this.#o.prefix, LEASE_READ));
   }
 
   #fold({ entries, revision }: ListResult): Revision {
@@ -186,7 +187,7 @@ export class LeaseWatcher {
 
   async #watch(after: Revision, signal: AbortSignal): Promise<void> {
     // Neither TTLs of peers' leases nor why a lease went away matter here: no lookups per event.
-    const options = { afterRevision: after, signal, details: false };
+    const options = { ...LEASE_READ, afterRevision: after, signal, details: false };
     for await (const event of this.#o.store.watch(this.#o.prefix, options)) {
       if (event.type === "put") {
         this.#admit(event.kv);
@@ -208,14 +209,13 @@ export class LeaseWatcher {
 
   /** Keeps an entry; one over the size limit only as its key and revision, rejected unread. */
   #admit(kv: KeyValue): void {
-    if (!oversized(kv.value)) {
+    if (!oversized(kv)) {
       this.#tooLarge.delete(kv.key);
       this.#raw.set(kv.key, kv);
       return;
     }
     this.#tooLarge.set(kv.key, { revision: kv.revision, result: oversizedRejection(kv) });
-    releaseLargeValues();
-    this.#raw.set(kv.key, { key: kv.key, value: "", revision: kv.revision, expires: kv.expires });
+    this.#raw.set(kv.key, withoutLargeValue(kv));
   }
 
   #clear(): void {

@@ -19,6 +19,7 @@ import type { NetworkConfig } from "../config/network-config.ts";
 import { isWeftError, WeftErrorCode } from "../errors.ts";
 import {
   encodeLeaseValue,
+  LEASE_READ,
   type Lease,
   type LeaseAttrs,
   type LeaseParse,
@@ -127,7 +128,7 @@ export class SubnetManager {
   async #tryAcquire(previous: Ipv4Cidr | undefined): Promise<OwnLease | undefined> {
     const { store, config } = this.#o;
     const attrs = this.#attrs();
-    const listed = await store.list(subnetsPrefix(this.#o.prefix));
+    const listed = await store.list(subnetsPrefix(this.#o.prefix), LEASE_READ);
     const { entries } = listed;
     const views = leaseViews(entries, config, this.#o.prefix);
     // Kept for the watcher: values over the size limit are dropped here, unread (their parse says so).

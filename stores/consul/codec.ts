@@ -1,11 +1,14 @@
 /**
  * The pure half of the Consul driver: key and URL mapping, base64 values, `/v1/txn` bodies and
  * answers, error mapping, session TTLs, and the blocking-query rules that turn successive snapshots
- * of a prefix into watch events. No I/O; `index.ts` does the talking. Consul facts: stores.md §2.3.
+ * of a prefix into watch events; KV answers read as they stream in under `maxValueBytes` (`listReader`)
+ * leave longer values out. No I/O; `index.ts` does the talking. Consul facts: stores.md §2.3.
  */
 import { StoreError, StoreErrorCode, UnavailableError } from "../errors.ts";
+import { type JsonStreamError, JsonStreamReader, OmittedString } from "../json-stream.ts";
 import { previewJson } from "../preview.ts";
 import type { KeyValue, ResyncCause, Revision, WatchEvent } from "../store.ts";
+import { base64Bytes, base64Chars, dropped } from "../values.ts";
 
 /** One KV entry as Consul reports it, under its weft key (`/` + the Consul key). */
 export interface ConsulEntry {
@@ -15,6 +18,8 @@ export interface ConsulEntry {
   readonly modifyIndex: Revision;
   /** The session holding the key (it expires with it), if any. */
   readonly session: string | undefined;
+  /** Set when the value was over the read's `maxValueBytes`: `value` is "" and this its decoded length. */
+  readonly omittedBytes?: number | undefined;
 }
 
 /** A prefix as one (blocking) read saw it: every live entry and the prefix's `X-Consul-Index`. */
@@ -197,32 +202,52 @@ const isInexact = (v: unknown) => typeof v === "number" && v > Number.MAX_SAFE_I
 const INEXACT = Symbol("inexact index");
 
 /**
- * The base64 `Value` each decoded entry came from (null and absent as ""). With the indexes and the
- * session it tells that a later answer holds the very same entry, which is then reused undecoded.
+ * The base64 `Value` each decoded entry came from (null and absent as ""; a value the reader left out
+ * as its length and padding) and how many bytes it decodes to. With the indexes, the session and
+ * whether the read's limit leaves it out, it tells that a later answer holds the very same entry,
+ * which is then reused undecoded.
  */
-const decodedFrom = new WeakMap<ConsulEntry, string>();
+const decodedFrom = new WeakMap<ConsulEntry, { readonly raw: string; readonly bytes: number }>();
 
 function decodeEntry(
   v: unknown,
   endpoint: string,
   previous: Snapshot | undefined,
+  maxValueBytes: number | undefined,
 ): ConsulEntry | typeof INEXACT {
   if (!isObject(v) || typeof v.Key !== "string") {
     throw protocol(endpoint, `a KV entry without Key or indexes: ${previewJson(v)}`);
   }
-  if (v.Value !== null && v.Value !== undefined && typeof v.Value !== "string") {
+  const value = v.Value;
+  if (
+    value !== null &&
+    value !== undefined &&
+    typeof value !== "string" &&
+    !(value instanceof OmittedString)
+  ) {
     throw protocol(endpoint, `a non-text Value for ${v.Key}`);
   }
   const key = `/${v.Key}`;
-  const raw = typeof v.Value === "string" ? v.Value : "";
+  const raw = typeof value === "string" || value instanceof OmittedString ? value : "";
+  // Sized from the base64 length (Consul sends canonical base64), so a value over the limit is never
+  // decoded, and is remembered by its size, not its text.
+  const padding =
+    typeof raw === "string" ? (raw.endsWith("==") ? 2 : raw.endsWith("=") ? 1 : 0) : raw.padding;
+  const estimate = base64Bytes(typeof raw === "string" ? raw.length : raw.bytes, padding);
+  const over = typeof raw !== "string" || (maxValueBytes !== undefined && estimate > maxValueBytes);
+  const from = over ? `\u0000${estimate}=${padding}` : raw;
   const session = typeof v.Session === "string" && v.Session !== "" ? v.Session : undefined;
+  const fits = (bytes: number) =>
+    typeof raw === "string" && (maxValueBytes === undefined || bytes <= maxValueBytes);
   const was = previous?.entries.get(key);
+  const source = was === undefined ? undefined : decodedFrom.get(was);
   if (
     was !== undefined &&
     sameIndex(was.modifyIndex, v.ModifyIndex) &&
     sameIndex(was.createIndex, v.CreateIndex) &&
     was.session === session &&
-    decodedFrom.get(was) === raw
+    source?.raw === from &&
+    fits(source.bytes) === (was.omittedBytes === undefined)
   ) {
     return was;
   }
@@ -232,34 +257,41 @@ function decodeEntry(
     if (isInexact(v.CreateIndex) || isInexact(v.ModifyIndex)) return INEXACT;
     throw protocol(endpoint, `a KV entry without Key or indexes: ${previewJson(v)}`);
   }
+  if (over && typeof raw === "string") dropped(raw.length);
+  const decoded = !over && raw !== "" ? Buffer.from(raw, "base64") : undefined;
+  const size = over ? estimate : (decoded?.length ?? 0);
+  const kept = fits(size);
   const entry: ConsulEntry = {
     key,
-    value: raw === "" ? "" : Buffer.from(raw, "base64").toString("utf8"),
+    value: kept && decoded !== undefined ? decoded.toString("utf8") : "",
     createIndex,
     modifyIndex,
     session,
+    ...(kept ? {} : { omittedBytes: size }),
   };
-  decodedFrom.set(entry, raw);
+  decodedFrom.set(entry, { raw: from, bytes: size });
   return entry;
 }
 
 /** One KV entry of an answer (`Value` is base64 or null), as `parseJson` parsed it. */
 export function toEntry(v: unknown, endpoint: string): ConsulEntry {
-  const entry = decodeEntry(v, endpoint, undefined);
+  const entry = decodeEntry(v, endpoint, undefined, undefined);
   if (entry === INEXACT) throw protocol(endpoint, `a KV entry without Key or indexes: ${previewJson(v)}`);
   return entry;
 }
 
 function decodeList(
   v: unknown,
-  body: string,
+  /** The answer as quoted in errors. */
+  shown: () => string,
   endpoint: string,
   previous: Snapshot | undefined,
+  maxValueBytes: number | undefined,
 ): ConsulEntry[] | typeof INEXACT {
-  if (!Array.isArray(v)) throw protocol(endpoint, `a KV answer that is not a list: ${body.slice(0, 200)}`);
+  if (!Array.isArray(v)) throw protocol(endpoint, `a KV answer that is not a list: ${shown()}`);
   const entries: ConsulEntry[] = [];
   for (const item of v) {
-    const entry = decodeEntry(item, endpoint, previous);
+    const entry = decodeEntry(item, endpoint, previous, maxValueBytes);
     if (entry === INEXACT) return INEXACT;
     entries.push(entry);
   }
@@ -276,18 +308,56 @@ function decodeList(
  *   decoding its value again. Anything else (a new write, a key deleted and created again, another
  *   session) is decoded from the body.
  */
-export function parseEntries(body: string, endpoint: string, previous?: Snapshot): ConsulEntry[] {
+export function parseEntries(
+  body: string,
+  endpoint: string,
+  previous?: Snapshot,
+  maxValueBytes?: number,
+): ConsulEntry[] {
   let fast: unknown;
   try {
     fast = JSON.parse(body);
   } catch (err) {
     throw protocol(endpoint, `a body that is not JSON: ${body.slice(0, 200)}`, err);
   }
-  const entries = decodeList(fast, body, endpoint, previous);
+  const shown = () => body.slice(0, 200);
+  const entries = decodeList(fast, shown, endpoint, previous, maxValueBytes);
   if (entries !== INEXACT) return entries;
-  const exact = decodeList(parseJson(body, endpoint), body, endpoint, previous);
+  const exact = decodeList(parseJson(body, endpoint), shown, endpoint, previous, maxValueBytes);
   if (exact !== INEXACT) return exact;
-  throw protocol(endpoint, `a KV entry whose index is not an exact integer: ${body.slice(0, 200)}`);
+  throw protocol(endpoint, `a KV entry whose index is not an exact integer: ${shown()}`);
+}
+
+/**
+ * The incremental reader of a `GET /v1/kv/…?recurse` answer under `maxValueBytes`: a `Value` whose
+ * base64 is longer than such a value's can be is left out as the answer streams in; the indexes stay
+ * exact beyond 2^53, as `parseJson` keeps them. Its result goes to `decodeEntries`.
+ */
+export function listReader(maxValueBytes: number): JsonStreamReader {
+  return new JsonStreamReader({
+    omit: { properties: ["Value"], maxBytes: base64Chars(maxValueBytes) },
+    exactIntegers: ["CreateIndex", "ModifyIndex", "LockIndex", "Flags"],
+  });
+}
+
+/** The Protocol error for a body a `listReader` refused. */
+export function notJson(endpoint: string, err: JsonStreamError): StoreError {
+  return protocol(endpoint, `a body that is not JSON: ${err.message}`, err);
+}
+
+/**
+ * The entries of a KV answer `listReader` read, as `parseEntries` makes them (reusing `previous`'s
+ * unchanged entries), each value over `maxValueBytes` left out with its decoded length.
+ */
+export function decodeEntries(
+  json: unknown,
+  endpoint: string,
+  previous: Snapshot | undefined,
+  maxValueBytes: number | undefined,
+): ConsulEntry[] {
+  const entries = decodeList(json, () => previewJson(json), endpoint, previous, maxValueBytes);
+  if (entries !== INEXACT) return entries;
+  throw protocol(endpoint, `a KV entry whose index is not an exact integer: ${previewJson(json)}`);
 }
 
 export function toKeyValue(entry: ConsulEntry, ttlSeconds?: number): KeyValue {
@@ -297,6 +367,7 @@ export function toKeyValue(entry: ConsulEntry, ttlSeconds?: number): KeyValue {
     revision: entry.modifyIndex,
     expires: entry.session !== undefined,
     ...(ttlSeconds === undefined ? {} : { ttlSeconds }),
+    ...(entry.omittedBytes === undefined ? {} : { omittedBytes: entry.omittedBytes }),
   };
 }
 

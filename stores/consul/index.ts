@@ -18,13 +18,21 @@ import {
   StoreErrorCode,
   UnavailableError,
 } from "../errors.ts";
-import { type HttpAnswer, HttpEndpoints, type HttpRequest } from "../http.ts";
+import {
+  type BodySink,
+  type HttpAnswer,
+  HttpEndpoints,
+  type HttpReceived,
+  type HttpRequest,
+} from "../http.ts";
+import { JsonStreamError } from "../json-stream.ts";
 import { StoreLifecycle, type StoreRuntimeOptions } from "../runtime.ts";
 import type {
   Capabilities,
   CreateOptions,
   DeleteOptions,
   KeyValue,
+  ListOptions,
   ListResult,
   Revision,
   Store,
@@ -40,9 +48,12 @@ import {
   checkValue,
   consulKey,
   consulPrefix,
+  decodeEntries,
   failureError,
   isInvalidSession,
   kvPath,
+  listReader,
+  notJson,
   op,
   parseEntries,
   parseTxn,
@@ -98,7 +109,7 @@ export class ConsulStore implements Store {
 
   constructor(options: StoreOptions, runtime: StoreRuntimeOptions = {}) {
     this.#life = new StoreLifecycle("consul", runtime.clock);
-    this.#http = new HttpEndpoints(options);
+    this.#http = new HttpEndpoints(options, runtime.textBodyBytes);
     this.#logger = options.logger;
     this.#sessions = new SessionBook((req, signal) => this.#send(req, signal), {
       logger: options.logger,
@@ -115,10 +126,10 @@ export class ConsulStore implements Store {
     return entry === undefined ? undefined : this.#kv(entry);
   }
 
-  async list(prefix: string): Promise<ListResult> {
+  async list(prefix: string, options: ListOptions = {}): Promise<ListResult> {
     this.#checkOpen();
     const consul = consulPrefix(prefix);
-    const snapshot = await this.#read(consul, 0n, this.#life.signal);
+    const snapshot = await this.#read(consul, 0n, this.#life.signal, options.maxValueBytes);
     this.#remember(consul, snapshot);
     return { entries: sortedEntries(snapshot).map((e) => this.#kv(e)), revision: snapshot.index };
   }
@@ -261,7 +272,7 @@ export class ConsulStore implements Store {
         storeSignal: this.#life.signal,
         clock: this.#life.clock,
         logger: this.#logger,
-        read: (p, index, signal) => this.#read(p, index, signal),
+        read: (p, index, signal, maxValueBytes) => this.#read(p, index, signal, maxValueBytes),
         sessionLives: (id, signal) => this.#sessions.lives(id, signal),
         baseline: (p, after) => (this.#listed.get(p) ?? []).filter((s) => s.index <= after).at(-1),
         toKeyValue: (entry) => this.#kv(entry),
@@ -281,8 +292,16 @@ export class ConsulStore implements Store {
     });
   }
 
-  /** A (blocking, when `index` > 0) recursive read of a Consul prefix. */
-  async #read(prefix: string, index: Revision, signal: AbortSignal): Promise<Snapshot> {
+  /**
+   * A (blocking, when `index` > 0) recursive read of a Consul prefix. Under `maxValueBytes` a success
+   * body is read as it streams in (`listReader`), leaving longer values out; other answers as text.
+   */
+  async #read(
+    prefix: string,
+    index: Revision,
+    signal: AbortSignal,
+    maxValueBytes?: number,
+  ): Promise<Snapshot> {
     const blocking = index > 0n;
     const params = {
       recurse: true,
@@ -292,13 +311,19 @@ export class ConsulStore implements Store {
       index: blocking ? index : undefined,
       wait: blocking ? `${WAIT_MS}ms` : undefined,
     };
-    const answer = await this.#send(
+    // Without the index header the body is no Consul answer: read as text, it gets requireIndex's error.
+    const stream = (response: Response) =>
+      maxValueBytes !== undefined && response.status === 200 && response.headers.has("x-consul-index")
+        ? listReader(maxValueBytes)
+        : undefined;
+    const answer = await this.#receive(
       {
         method: "GET",
         path: `${kvPath(prefix)}${query(params)}`,
         timeoutMs: blocking ? WAIT_MS + WAIT_MS / 16 + this.#requestMs : undefined,
       },
       signal,
+      stream,
     );
     if (answer.status !== 200 && answer.status !== 404) {
       throw failureError(answer.status, answer.body, answer.endpoint, `/${prefix}`);
@@ -309,7 +334,12 @@ export class ConsulStore implements Store {
     }
     const at = requireIndex(answer.headers.get("x-consul-index"), answer.endpoint);
     const previous = this.#decoded.get(prefix);
-    const entries = answer.status === 404 ? [] : parseEntries(answer.body, answer.endpoint, previous);
+    const entries =
+      answer.status === 404
+        ? []
+        : answer.read === undefined
+          ? parseEntries(answer.body, answer.endpoint, previous, maxValueBytes)
+          : decodeEntries(answer.read.value, answer.endpoint, previous, maxValueBytes);
     const snapshot = snapshotOf(at, entries);
     this.#decoded.delete(prefix); // re-inserted last: the map's order is least recently read first
     this.#decoded.set(prefix, snapshot);
@@ -364,11 +394,24 @@ export class ConsulStore implements Store {
   }
 
   async #send(req: HttpRequest, signal: AbortSignal = this.#life.signal): Promise<HttpAnswer> {
+    return this.#receive(req, signal, () => undefined);
+  }
+
+  /** As `#send`, reading the body through the sink `sinkFor` picks (see `HttpEndpoints.receive`). */
+  async #receive(
+    req: HttpRequest,
+    signal: AbortSignal,
+    sinkFor: (response: Response) => BodySink<unknown> | undefined,
+  ): Promise<HttpReceived<unknown>> {
     this.#checkOpen();
     try {
-      return await this.#http.request({ ...req, headers: { ...this.#headers, ...req.headers }, signal });
+      return await this.#http.receive(
+        { ...req, headers: { ...this.#headers, ...req.headers }, signal },
+        sinkFor,
+      );
     } catch (err) {
       this.#checkOpen();
+      if (err instanceof JsonStreamError) throw notJson(this.#http.endpoint, err);
       if (err instanceof StoreError || signal.aborted) throw err;
       throw new UnavailableError(this.#http.endpoint, String(err), { cause: err });
     }

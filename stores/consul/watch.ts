@@ -69,8 +69,11 @@ export interface WatchDeps {
   /** The store's clock, which pacing and retries wait on (default: the system clock). */
   readonly clock?: StoreClock | undefined;
   readonly logger: StoreLogger | undefined;
-  /** A recursive read of a Consul prefix, blocking until the index passes `index` when it is > 0. */
-  read(prefix: string, index: Revision, signal: AbortSignal): Promise<Snapshot>;
+  /**
+   * A recursive read of a Consul prefix, blocking until the index passes `index` when it is > 0; values
+   * over `maxValueBytes` are left out as the answer streams in.
+   */
+  read(prefix: string, index: Revision, signal: AbortSignal, maxValueBytes?: number): Promise<Snapshot>;
   /** Whether the session still exists (a key that vanished with its session expired). */
   sessionLives(id: string, signal: AbortSignal): Promise<boolean>;
   /** The newest snapshot the store listed of the prefix at or before `after`. */
@@ -92,7 +95,11 @@ export function watchPrefix(
   }
   const stop = new AbortController();
   const signal = AbortSignal.any([deps.storeSignal, stop.signal, options.signal ?? stop.signal]);
-  const producer = watchLoop(deps, prefix, options.afterRevision, queue, signal)
+  // Every read of the watch (blocking queries, reconnects, tombstone lookups) leaves long values out:
+  // each answers a whole prefix, as a list does.
+  const { maxValueBytes } = options;
+  const bounded: WatchDeps = { ...deps, read: (p, index, s) => deps.read(p, index, s, maxValueBytes) };
+  const producer = watchLoop(bounded, prefix, options.afterRevision, queue, signal)
     .catch((err: unknown) => queue.fail(err))
     .finally(() => queue.end());
   deps.track(producer);

@@ -3,11 +3,14 @@
  * values travel as base64 of their UTF-8 bytes, int64 fields as decimal strings, and proto3 leaves out
  * every default (a failed txn has no `succeeded`, a PUT event no `type`, lease 0 no `lease`). No I/O
  * here; every decoder takes `where` (endpoint and path) and throws a Protocol `StoreError` naming it
- * when an answer does not have the expected shape.
+ * when an answer does not have the expected shape. A prefix's Range under `maxValueBytes` is decoded
+ * as it streams in (`rangeReader`, `decodeRangeList`), longer values left out.
  */
 import { StoreError, StoreErrorCode, UnavailableError } from "../errors.ts";
+import { JsonStreamError, JsonStreamReader, OmittedString } from "../json-stream.ts";
 import { previewJson } from "../preview.ts";
 import type { KeyValue } from "../store.ts";
+import { base64Bytes, base64Chars, boundValue, dropped, omitValue } from "../values.ts";
 
 /** Endpoint and path an answer came from, e.g. `http://127.0.0.1:2379/v3/kv/range`; only for messages. */
 export type Where = string;
@@ -43,8 +46,12 @@ export function encodeText(text: string): string {
 
 /** The text behind a base64 field; rejects anything that is not canonical base64. */
 export function decodeText(base64: string, field: string, where: Where): string {
-  if (!BASE64.test(base64)) throw protocolError(where, `field ${field} is not base64: ${preview(base64)}`);
+  checkBase64(base64, field, where);
   return Buffer.from(base64, "base64").toString("utf8");
+}
+
+function checkBase64(base64: string, field: string, where: Where): void {
+  if (!BASE64.test(base64)) throw protocolError(where, `field ${field} is not base64: ${preview(base64)}`);
 }
 
 /**
@@ -205,16 +212,47 @@ export function asString(value: unknown, field: string, where: Where): string {
 }
 
 export function decodeKv(raw: unknown, where: Where): EtcdKv {
+  return decodeBoundKv(raw, where, undefined).kv;
+}
+
+/**
+ * A kv whose value is left out (`value` "", `omittedBytes` its decoded length) when it decodes to
+ * more than `maxValueBytes` bytes, or when `rangeReader` left it out already (an `OmittedString`).
+ */
+export function decodeBoundKv(
+  raw: unknown,
+  where: Where,
+  maxValueBytes: number | undefined,
+): { kv: EtcdKv; omittedBytes: number | undefined } {
   const kv = asObject(raw, "kv", where);
   const key = decodeText(asString(kv.key, "kv.key", where), "kv.key", where);
   if (key === "") throw protocolError(where, "a kv has no key");
+  let value = "";
+  let omittedBytes: number | undefined;
+  if (kv.value instanceof OmittedString) {
+    if (!kv.value.base64) {
+      throw protocolError(where, `field kv.value is not base64 (${kv.value.bytes} characters, left unread)`);
+    }
+    omittedBytes = base64Bytes(kv.value.bytes, kv.value.padding);
+  } else {
+    const text = asString(kv.value, "kv.value", where);
+    checkBase64(text, "kv.value", where);
+    const bytes = base64Bytes(text.length, text.endsWith("==") ? 2 : text.endsWith("=") ? 1 : 0);
+    if (maxValueBytes !== undefined && bytes > maxValueBytes) {
+      omittedBytes = bytes;
+      dropped(text.length);
+    } else value = Buffer.from(text, "base64").toString("utf8");
+  }
   return {
-    key,
-    value: decodeText(asString(kv.value, "kv.value", where), "kv.value", where),
-    createRevision: parseInt64(kv.create_revision, "kv.create_revision", where),
-    modRevision: parseInt64(kv.mod_revision, "kv.mod_revision", where),
-    version: parseInt64(kv.version, "kv.version", where),
-    lease: parseInt64(kv.lease, "kv.lease", where),
+    kv: {
+      key,
+      value,
+      createRevision: parseInt64(kv.create_revision, "kv.create_revision", where),
+      modRevision: parseInt64(kv.mod_revision, "kv.mod_revision", where),
+      version: parseInt64(kv.version, "kv.version", where),
+      lease: parseInt64(kv.lease, "kv.lease", where),
+    },
+    omittedBytes,
   };
 }
 
@@ -245,6 +283,38 @@ export interface RangeAnswer {
 export function decodeRange(json: unknown, where: Where): RangeAnswer {
   const kvs = asList(asObject(json, "answer", where).kvs, "kvs", where).map((kv) => decodeKv(kv, where));
   return { revision: decodeHeaderRevision(json, where), kvs };
+}
+
+/**
+ * The incremental reader of a prefix's Range answer under `maxValueBytes`: a kv's `value` whose base64
+ * is longer than such a value's can be is left out as the answer streams in. Its result goes to
+ * `decodeRangeList`.
+ */
+export function rangeReader(maxValueBytes: number): JsonStreamReader {
+  return new JsonStreamReader({ omit: { properties: ["value"], maxBytes: base64Chars(maxValueBytes) } });
+}
+
+/** What a `rangeReader` threw, as the Protocol error `parseJson` gives for a body that is not JSON. */
+export function readerFailure(err: unknown, where: Where): unknown {
+  return err instanceof JsonStreamError ? protocolError(where, `not JSON: ${err.message}`) : err;
+}
+
+/**
+ * A prefix's Range answer (from `parseJson` or `rangeReader`) as list entries: values over
+ * `maxValueBytes` left out with their decoded length, kept ones checked as `boundValue` does, as the
+ * gRPC path (`listEntry` in grpc-codec.ts) hands them over.
+ */
+export function decodeRangeList(
+  json: unknown,
+  where: Where,
+  maxValueBytes: number | undefined,
+): { revision: bigint; entries: KeyValue[] } {
+  const entries = asList(asObject(json, "answer", where).kvs, "kvs", where).map((raw) => {
+    const { kv, omittedBytes } = decodeBoundKv(raw, where, maxValueBytes);
+    const entry = toKeyValue(kv);
+    return omittedBytes === undefined ? boundValue(entry, maxValueBytes) : omitValue(entry, omittedBytes);
+  });
+  return { revision: decodeHeaderRevision(json, where), entries };
 }
 
 /** `deleted` of a deleterange answer: how many keys went away. */

@@ -7,16 +7,27 @@
  * - mvccpb.KeyValue: key 1, create_revision 2, mod_revision 3, version 4, value 5, lease 6.
  * Unknown fields are skipped, as protobuf requires. A gRPC message travels as one flag byte (1 =
  * compressed, which the driver never asks for) and a 4-byte big-endian length. The answer decodes to
- * the same `RangeAnswer` the JSON gateway's `decodeRange` gives. No I/O here (`grpc.ts` talks).
+ * the same `RangeAnswer` the JSON gateway's `decodeRange` gives. The driver decodes the answer as it
+ * streams in (`grpc-range-stream.ts`, which uses the kv and header decoders here for small messages);
+ * `decodeRangeMessage` is the whole-body decoder it is tested against. No I/O here (`grpc.ts` talks).
  */
-import { type EtcdKv, prefixRange, protocolError, type RangeAnswer, type Where } from "./codec.ts";
+import type { KeyValue } from "../store.ts";
+import { boundValue, omitValue } from "../values.ts";
+import {
+  type EtcdKv,
+  prefixRange,
+  protocolError,
+  type RangeAnswer,
+  toKeyValue,
+  type Where,
+} from "./codec.ts";
 
 export const RANGE_METHOD = "/etcdserverpb.KV/Range";
 
-const VARINT = 0;
-const FIXED64 = 1;
-const BYTES = 2;
-const FIXED32 = 5;
+export const VARINT = 0;
+export const FIXED64 = 1;
+export const BYTES = 2;
+export const FIXED32 = 5;
 const SORT_ASCEND = 1;
 
 // ---- requests ----------------------------------------------------------------------------------------
@@ -70,7 +81,7 @@ export function unframeMessage(body: Uint8Array, where: Where): Uint8Array {
 // ---- answers -----------------------------------------------------------------------------------------
 
 /** Reads protobuf fields from one message (a view of `bytes` from `pos` to `end`). */
-class Reader {
+export class Reader {
   readonly #bytes: Uint8Array;
   readonly #text: Buffer;
   readonly #where: Where;
@@ -136,8 +147,12 @@ class Reader {
   }
 
   text(): string {
-    const { start, end } = this.span();
-    return this.#text.toString("utf8", start, end);
+    return this.textOf(this.span());
+  }
+
+  /** The UTF-8 text of bytes this reader holds (invalid sequences become U+FFFD). */
+  textOf(span: { start: number; end: number }): string {
+    return this.#text.toString("utf8", span.start, span.end);
   }
 
   skip(wire: number): void {
@@ -159,9 +174,18 @@ class Reader {
   }
 }
 
-function decodeKv(r: Reader, where: Where): EtcdKv {
+/**
+ * One mvccpb.KeyValue. A value longer than `maxValueBytes` bytes is not decoded: `omittedBytes` is its
+ * length (the bytes etcd holds: the UTF-8 length of any value written as text).
+ */
+function decodeKv(
+  r: Reader,
+  where: Where,
+  maxValueBytes = Number.POSITIVE_INFINITY,
+): { kv: EtcdKv; omittedBytes: number | undefined } {
   let key = "";
   let value = "";
+  let omittedBytes: number | undefined;
   let createRevision = 0n;
   let modRevision = 0n;
   let version = 0n;
@@ -171,15 +195,49 @@ function decodeKv(r: Reader, where: Where): EtcdKv {
     const field = Math.floor(tag / 8);
     const wire = tag % 8;
     if (wire === BYTES && field === 1) key = r.text();
-    else if (wire === BYTES && field === 5) value = r.text();
-    else if (wire === VARINT && field === 2) createRevision = r.int64();
+    else if (wire === BYTES && field === 5) {
+      const span = r.span();
+      const length = span.end - span.start;
+      omittedBytes = length > maxValueBytes ? length : undefined;
+      value = omittedBytes === undefined ? r.textOf(span) : "";
+    } else if (wire === VARINT && field === 2) createRevision = r.int64();
     else if (wire === VARINT && field === 3) modRevision = r.int64();
     else if (wire === VARINT && field === 4) version = r.int64();
     else if (wire === VARINT && field === 6) lease = r.int64();
     else r.skip(wire);
   }
   if (key === "") throw protocolError(where, "a kv has no key");
-  return { key, value, createRevision, modRevision, version, lease };
+  return { kv: { key, value, createRevision, modRevision, version, lease }, omittedBytes };
+}
+
+/**
+ * A list entry: the kv, its value left out when longer than `maxValueBytes` (`omittedBytes` when the
+ * value was never decoded; else `boundValue` on the text, as the gateway path applies it).
+ */
+export function listEntry(
+  kv: EtcdKv,
+  omittedBytes: number | undefined,
+  maxValueBytes: number | undefined,
+): KeyValue {
+  const entry = toKeyValue(kv);
+  return omittedBytes === undefined ? boundValue(entry, maxValueBytes) : omitValue(entry, omittedBytes);
+}
+
+/** The list entry of the KeyValue message in `bytes` from `start` to `end` (`listEntry`). */
+export function decodeListEntry(
+  bytes: Buffer,
+  start: number,
+  end: number,
+  where: Where,
+  maxValueBytes: number | undefined,
+): KeyValue {
+  const { kv, omittedBytes } = decodeKv(new Reader(bytes, where, start, end, bytes), where, maxValueBytes);
+  return listEntry(kv, omittedBytes, maxValueBytes);
+}
+
+/** `revision` of the ResponseHeader message in `bytes` from `start` to `end`; 0n when absent. */
+export function decodeResponseHeader(bytes: Buffer, start: number, end: number, where: Where): bigint {
+  return decodeHeaderRevision(new Reader(bytes, where, start, end, bytes));
 }
 
 function decodeHeaderRevision(r: Reader): bigint {
@@ -202,7 +260,7 @@ export function decodeRangeMessage(message: Uint8Array, where: Where): RangeAnsw
     const field = Math.floor(tag / 8);
     const wire = tag % 8;
     if (wire === BYTES && field === 1) revision = decodeHeaderRevision(r.child(r.span()));
-    else if (wire === BYTES && field === 2) kvs.push(decodeKv(r.child(r.span()), where));
+    else if (wire === BYTES && field === 2) kvs.push(decodeKv(r.child(r.span()), where).kv);
     else r.skip(wire);
   }
   if (revision <= 0n) throw protocolError(where, "header.revision is missing");

@@ -1,6 +1,8 @@
 /**
  * Unary gRPC calls to etcd over HTTP/2 (node:http2: cleartext h2 for `http://` endpoints, TLS with the
  * store's CA and client certificate for `https://`), one session per endpoint, kept while it works.
+ * The answer's body goes to a `GrpcSink` chunk by chunk as it arrives (`unaryInto`), so a decoder that
+ * skips what it does not need never holds the whole answer (a list with `maxValueBytes`).
  * The driver uses it only to list a prefix (`index.ts`, `#list`): the JSON gateway marshals a large
  * range answer far more slowly than gRPC sends it (test/bench/etcd-transport.bench.ts). Nothing here
  * decides what a failure means: the driver then lists through the gateway, whose errors are the
@@ -41,6 +43,33 @@ export interface UnaryOptions {
   readonly timeoutMs: number;
 }
 
+/**
+ * Receives the body of an answer (still framed) as it arrives. `push` and `end` throw a StoreError
+ * for an answer they cannot decode: the call then ends at once with that error.
+ */
+export interface GrpcSink<T> {
+  push(chunk: Uint8Array): void;
+  /** The body is complete and the call succeeded: the decoded answer. */
+  end(): T;
+}
+
+/** Collects the whole body (for callers that decode it in one piece). */
+class BodySink implements GrpcSink<Uint8Array> {
+  readonly #chunks: Uint8Array[] = [];
+  #size = 0;
+
+  push(chunk: Uint8Array): void {
+    this.#chunks.push(chunk);
+    this.#size += chunk.length;
+  }
+
+  end(): Uint8Array {
+    return this.#chunks.length === 1
+      ? (this.#chunks[0] as Uint8Array)
+      : Buffer.concat(this.#chunks, this.#size);
+  }
+}
+
 export class GrpcSessions {
   readonly #tls: StoreOptions["tls"];
   readonly #sessions = new Map<string, { session: http2.ClientHttp2Session; calls: number }>();
@@ -50,13 +79,26 @@ export class GrpcSessions {
     this.#tls = tls;
   }
 
-  /**
-   * Sends one request message (already framed) to `method` on `endpoint` and resolves with the
-   * answer's body (still framed). Rejects with a StoreError: Unavailable when no answer came (refused,
-   * reset, timed out), `GrpcStatusError` for a gRPC status other than OK, Protocol for an answer that
-   * is no gRPC answer at all.
-   */
+  /** `unaryInto` collecting the answer's whole body (still framed). */
   unary(endpoint: string, method: string, framed: Uint8Array, options: UnaryOptions): Promise<Uint8Array> {
+    return this.unaryInto(endpoint, method, framed, options, new BodySink());
+  }
+
+  /**
+   * Sends one request message (already framed) to `method` on `endpoint`, pushes the answer's body
+   * into `sink` as it arrives (only from an HTTP 200 answer: other bodies are dropped unread) and
+   * resolves with `sink.end()` once the call ended with status OK. Rejects with a StoreError:
+   * Unavailable when no answer came (refused, reset, timed out), `GrpcStatusError` for a gRPC status
+   * other than OK, Protocol for an answer that is no gRPC answer at all, or what the sink threw (the
+   * stream is then canceled).
+   */
+  unaryInto<T>(
+    endpoint: string,
+    method: string,
+    framed: Uint8Array,
+    options: UnaryOptions,
+    sink: GrpcSink<T>,
+  ): Promise<T> {
     if (this.#closed)
       return Promise.reject(new StoreError(StoreErrorCode.Closed, "the etcd store is closed"));
     let entry: { session: http2.ClientHttp2Session; calls: number };
@@ -76,13 +118,11 @@ export class GrpcSessions {
       };
       if (options.token !== undefined) headers.token = options.token;
       const stream = entry.session.request(headers);
-      const chunks: Buffer[] = [];
-      let size = 0;
       let httpStatus = 0;
       let grpcStatus: string | undefined;
       let grpcMessage = "";
       let settled = false;
-      const finish = (err: StoreError | undefined) => {
+      const finish = (err: unknown) => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
@@ -93,7 +133,11 @@ export class GrpcSessions {
           reject(err);
           return;
         }
-        resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
+        try {
+          resolve(sink.end());
+        } catch (failure) {
+          reject(failure);
+        }
       };
       const onAbort = () =>
         finish(new UnavailableError(endpoint, `gRPC ${method}: aborted`, { cause: options.signal.reason }));
@@ -117,8 +161,12 @@ export class GrpcSessions {
       stream.on("response", note);
       stream.on("trailers", note);
       stream.on("data", (chunk: Buffer) => {
-        chunks.push(chunk);
-        size += chunk.length;
+        if (settled || httpStatus !== 200) return;
+        try {
+          sink.push(chunk);
+        } catch (err) {
+          finish(err);
+        }
       });
       stream.on("error", (err: unknown) =>
         finish(new UnavailableError(endpoint, `gRPC ${method}: ${describe(err)}`, { cause: err })),

@@ -14,13 +14,14 @@ import {
   StoreError,
   StoreErrorCode,
 } from "../errors.ts";
-import { type HttpAnswer, HttpEndpoints, type HttpStream } from "../http.ts";
+import { type HttpAnswer, HttpEndpoints, type HttpReceived, type HttpStream } from "../http.ts";
 import { StoreLifecycle, type StoreRuntimeOptions } from "../runtime.ts";
 import type {
   Capabilities,
   CreateOptions,
   DeleteOptions,
   KeyValue,
+  ListOptions,
   ListResult,
   Store,
   StoreLogger,
@@ -38,6 +39,7 @@ import {
   decodeKeepAlive,
   decodeLeaseGrant,
   decodeRange,
+  decodeRangeList,
   decodeTimeToLive,
   decodeTxn,
   deleteRequest,
@@ -50,8 +52,9 @@ import {
   parseJson,
   prefixRangeRequest,
   protocolError,
-  type RangeAnswer,
+  rangeReader,
   rangeRequest,
+  readerFailure,
   type TimeToLive,
   timeToLiveRequest,
   toKeyValue,
@@ -60,13 +63,8 @@ import {
   type Where,
 } from "./codec.ts";
 import { GrpcSessions, GrpcStatusError } from "./grpc.ts";
-import {
-  decodeRangeMessage,
-  frameMessage,
-  prefixRangeMessage,
-  RANGE_METHOD,
-  unframeMessage,
-} from "./grpc-codec.ts";
+import { frameMessage, prefixRangeMessage, RANGE_METHOD } from "./grpc-codec.ts";
+import { RangeStreamDecoder } from "./grpc-range-stream.ts";
 import { watchPrefix } from "./watch.ts";
 
 /** etcd's largest lease TTL (`MaxLeaseTTL`, 9e9 s). */
@@ -142,7 +140,7 @@ export class Etcd3Store implements Store {
     transport: { readonly grpcList?: boolean } = {},
   ) {
     this.#life = new StoreLifecycle("etcd", runtime.clock);
-    this.#http = new HttpEndpoints(options);
+    this.#http = new HttpEndpoints(options, runtime.textBodyBytes);
     this.#username = options.username === "" ? undefined : options.username;
     this.#password = options.password ?? "";
     this.#logger = options.logger;
@@ -159,8 +157,8 @@ export class Etcd3Store implements Store {
     return kv === undefined ? undefined : toKeyValue(kv);
   }
 
-  list(prefix: string): Promise<ListResult> {
-    return this.#list(prefix, this.#life.signal);
+  list(prefix: string, options: ListOptions = {}): Promise<ListResult> {
+    return this.#list(prefix, options, this.#life.signal);
   }
 
   async create(key: string, value: string, options: CreateOptions = {}): Promise<KeyValue> {
@@ -258,7 +256,7 @@ export class Etcd3Store implements Store {
         clock: this.#life.clock,
         logger: this.#logger,
         idleTimeoutMs: WATCH_IDLE_TIMEOUT_MS,
-        list: (p, signal) => this.#list(p, signal),
+        list: (p, listOptions, signal) => this.#list(p, listOptions, signal),
         open: (body, signal) => this.#openWatch(body, signal),
         dropToken: (token) => this.#dropToken(token),
         cachedTtl: (id) => this.#leases.remaining(id),
@@ -285,23 +283,65 @@ export class Etcd3Store implements Store {
    * Lists a prefix: one Range over gRPC when it works, else through the JSON gateway. gRPC is only
    * the faster way (5,000 leases: 17–33 ms instead of 81–163 ms, the gateway's time going into etcd
    * marshalling JSON; test/bench/etcd-transport.bench.ts); every failure of it ends in the gateway's
-   * answer or error, so both list the same and fail the same. Only failures where the gateway then answered count against gRPC: after
-   * GRPC_FAILURES_TO_STOP of them in a row (a proxy that speaks only HTTP/1.1), lists stop trying it.
+   * answer or error, so both list the same and fail the same. Only failures where the gateway then
+   * answered count against gRPC: after GRPC_FAILURES_TO_STOP of them in a row (a proxy that speaks
+   * only HTTP/1.1), lists stop trying it. Both paths apply `options.maxValueBytes` while they decode.
    */
-  async #list(prefix: string, signal: AbortSignal): Promise<ListResult> {
-    const viaGrpc = await this.#grpcRange(prefix, signal);
-    const answer =
-      viaGrpc.answer ??
-      (await this.#call("/v3/kv/range", prefixRangeRequest(prefix), decodeRange, signal)).answer;
+  async #list(prefix: string, options: ListOptions, signal: AbortSignal): Promise<ListResult> {
+    const viaGrpc = await this.#grpcRange(prefix, options, signal);
+    const listed = viaGrpc.answer ?? (await this.#gatewayRange(prefix, options, signal));
     if (viaGrpc.failure !== undefined) this.#grpcFailed(viaGrpc.failure);
-    return { entries: answer.kvs.map((kv) => toKeyValue(kv)), revision: answer.revision };
+    return listed;
   }
 
-  /** The prefix's Range over gRPC: its answer, or why there is none (nothing when gRPC is off). */
+  /**
+   * The prefix's Range through the JSON gateway, values over `options.maxValueBytes` left out. Under
+   * that limit a success body is decoded as it streams in (`rangeReader`: a longer value is counted,
+   * never held); otherwise, and for failures, the body is read as text, as `#call` reads it. Same
+   * token handling as `#call`: one retry with a fresh token when the server says it is no longer valid.
+   */
+  async #gatewayRange(prefix: string, options: ListOptions, signal: AbortSignal): Promise<ListResult> {
+    const path = "/v3/kv/range";
+    const payload = JSON.stringify(prefixRangeRequest(prefix));
+    const max = options.maxValueBytes;
+    const stream = (response: Response) =>
+      max !== undefined && response.status >= 200 && response.status < 300 ? rangeReader(max) : undefined;
+    for (let attempt = 0; ; attempt++) {
+      this.#checkOpen();
+      let token: string | undefined;
+      let answer: HttpReceived<unknown>;
+      try {
+        token = await this.#authToken();
+        const request = { method: "POST", path, body: payload, headers: headers(token), signal } as const;
+        answer = await this.#http.receive(request, stream);
+      } catch (err) {
+        this.#checkOpen();
+        throw readerFailure(err, `${this.#http.endpoint}${path}`);
+      }
+      const where = `${answer.endpoint}${path}`;
+      const json = answer.read === undefined ? parseJson(answer.body, where) : answer.read.value;
+      const failure = decodeGatewayError(json);
+      if (failure === undefined && answer.status >= 200 && answer.status < 300) {
+        return decodeRangeList(json, where, max);
+      }
+      if (failure !== undefined && isInvalidToken(failure) && token !== undefined && attempt === 0) {
+        this.#dropToken(token);
+        continue;
+      }
+      throw gatewayFailure(failure, answer.status, answer.endpoint, path, answer.body);
+    }
+  }
+
+  /**
+   * The prefix's Range over gRPC, decoded as it streams in (`grpc-range-stream.ts`: values over
+   * `options.maxValueBytes` are skipped, never held): its answer, or why there is none (nothing when
+   * gRPC is off).
+   */
   async #grpcRange(
     prefix: string,
+    options: ListOptions,
     signal: AbortSignal,
-  ): Promise<{ answer?: RangeAnswer; failure?: StoreError }> {
+  ): Promise<{ answer?: ListResult; failure?: StoreError }> {
     const grpc = this.#grpc;
     if (grpc === undefined) return {};
     this.#checkOpen();
@@ -310,12 +350,9 @@ export class Etcd3Store implements Store {
     const where = `${endpoint}${RANGE_METHOD}`;
     try {
       const framed = frameMessage(prefixRangeMessage(prefix));
-      const body = await grpc.unary(endpoint, RANGE_METHOD, framed, {
-        token,
-        signal,
-        timeoutMs: this.#requestMs,
-      });
-      const answer = decodeRangeMessage(unframeMessage(body, where), where);
+      const decoder = new RangeStreamDecoder(where, options.maxValueBytes);
+      const callOptions = { token, signal, timeoutMs: this.#requestMs };
+      const answer = await grpc.unaryInto(endpoint, RANGE_METHOD, framed, callOptions, decoder);
       this.#grpcFailures = 0;
       return { answer };
     } catch (err) {

@@ -2,12 +2,14 @@
  * The watch stream of the etcd v3 gateway (`POST /v3/watch`), as pure functions: framing the byte
  * stream into JSON messages and decoding each message into what the watch loop must do with it.
  */
+import { JsonStreamReader } from "../json-stream.ts";
+import { base64Chars } from "../values.ts";
 import {
   asList,
   asObject,
   asString,
+  decodeBoundKv,
   decodeGatewayError,
-  decodeKv,
   type EtcdKv,
   type GatewayError,
   parseInt64,
@@ -20,6 +22,8 @@ import {
 export interface EtcdEvent {
   readonly type: "put" | "delete";
   readonly kv: EtcdKv;
+  /** The value's length when it was left out (`kv.value` is ""), see `watchReader`. */
+  readonly omittedBytes?: number | undefined;
   /** The key before the change (asked for with `prev_kv`); absent when history no longer has it. */
   readonly prevKv: EtcdKv | undefined;
 }
@@ -37,19 +41,29 @@ export type WatchMessage =
   /** The gateway reported an error in the stream. */
   | { readonly kind: "error"; readonly error: GatewayError };
 
-function decodeEvent(raw: unknown, where: Where): EtcdEvent {
+function decodeEvent(raw: unknown, where: Where, maxValueBytes: number | undefined): EtcdEvent {
   const event = asObject(raw, "event", where);
   const type = event.type ?? "PUT";
   if (type !== "PUT" && type !== "DELETE")
     throw protocolError(where, `unknown event type ${preview(String(type))}`);
+  const { kv, omittedBytes } = decodeBoundKv(event.kv, where, maxValueBytes);
   return {
     type: type === "PUT" ? "put" : "delete",
-    kv: decodeKv(event.kv, where),
-    prevKv: event.prev_kv === undefined ? undefined : decodeKv(event.prev_kv, where),
+    kv,
+    ...(omittedBytes === undefined ? {} : { omittedBytes }),
+    prevKv: event.prev_kv === undefined ? undefined : decodeBoundKv(event.prev_kv, where, maxValueBytes).kv,
   };
 }
 
-export function decodeWatchMessage(json: unknown, where: Where): WatchMessage {
+/**
+ * Decodes one message; with `maxValueBytes`, a value longer than that is left out (`omittedBytes`),
+ * whether `watchReader` left it unread already or it was decoded here.
+ */
+export function decodeWatchMessage(
+  json: unknown,
+  where: Where,
+  maxValueBytes?: number | undefined,
+): WatchMessage {
   const error = decodeGatewayError(json);
   if (error !== undefined) return { kind: "error", error };
   const result = asObject(asObject(json, "watch message", where).result, "result", where);
@@ -60,64 +74,27 @@ export function decodeWatchMessage(json: unknown, where: Where): WatchMessage {
       reason: asString(result.cancel_reason, "result.cancel_reason", where),
     };
   }
-  const events = asList(result.events, "result.events", where).map((e) => decodeEvent(e, where));
+  const events = asList(result.events, "result.events", where).map((e) =>
+    decodeEvent(e, where, maxValueBytes),
+  );
   if (events.length > 0) return { kind: "events", events };
   if (result.created === true) return { kind: "created" };
   const header = asObject(result.header, "result.header", where);
   return { kind: "progress", revision: parseInt64(header.revision, "result.header.revision", where) };
 }
 
-const isSpace = (c: number) => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
-
 /**
- * Cuts a text stream into top-level JSON objects, wherever the chunk boundaries fall. The 3.4 gateway
- * writes one `{"result":…}` per line; this counts brackets outside strings instead of looking for
- * newlines, so objects written back to back or across lines are read as well.
+ * Reads the watch stream's bytes into its messages, wherever the chunk boundaries fall: the 3.4
+ * gateway writes one `{"result":…}` per line, and objects written back to back or across lines are
+ * read as well. Each message goes to `each` as it completes. With `maxValueBytes`, a kv's base64
+ * `value` longer than such a value's can be is counted and skipped as it streams in, never held (a
+ * put of 1 MiB costs the reader nothing).
  */
-export class JsonObjectSplitter {
-  readonly #where: Where;
-  #buffer = "";
-  #depth = 0;
-  #inString = false;
-  #escaped = false;
-
-  constructor(where: Where) {
-    this.#where = where;
-  }
-
-  /** Text received but not yet part of a complete object. */
-  get pending(): string {
-    return this.#buffer;
-  }
-
-  /** Adds `chunk` and returns every object it completed, as JSON text. */
-  push(chunk: string): string[] {
-    const buffer = this.#buffer + chunk;
-    const out: string[] = [];
-    let start = 0;
-    for (let i = this.#buffer.length; i < buffer.length; i++) {
-      const c = buffer.charCodeAt(i);
-      if (this.#inString) {
-        if (this.#escaped) this.#escaped = false;
-        else if (c === 0x5c) this.#escaped = true;
-        else if (c === 0x22) this.#inString = false;
-      } else if (this.#depth === 0 && c !== 0x7b) {
-        if (!isSpace(c))
-          throw protocolError(this.#where, `text outside a JSON object: ${preview(buffer.slice(i))}`);
-        start = i + 1;
-      } else if (c === 0x22) {
-        this.#inString = true;
-      } else if (c === 0x7b || c === 0x5b) {
-        this.#depth++;
-      } else if (c === 0x7d || c === 0x5d) {
-        this.#depth--;
-        if (this.#depth === 0) {
-          out.push(buffer.slice(start, i + 1));
-          start = i + 1;
-        }
-      }
-    }
-    this.#buffer = buffer.slice(start);
-    return out;
-  }
+export function watchReader(
+  maxValueBytes: number | undefined,
+  each: (json: unknown) => void,
+): JsonStreamReader {
+  const omit =
+    maxValueBytes === undefined ? undefined : { properties: ["value"], maxBytes: base64Chars(maxValueBytes) };
+  return new JsonStreamReader({ omit, each });
 }

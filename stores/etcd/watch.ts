@@ -10,16 +10,17 @@ import { ClosedError, StoreError, StoreErrorCode, UnavailableError } from "../er
 import { type EventQueue, produceEvents, runWatchLoop } from "../event-queue.ts";
 import type { HttpStream } from "../http.ts";
 import { Backoff, type StoreClock } from "../runtime.ts";
-import type { ListResult, Revision, StoreLogger, WatchEvent, WatchOptions } from "../store.ts";
+import type { ListOptions, ListResult, Revision, StoreLogger, WatchEvent, WatchOptions } from "../store.ts";
+import { boundValue, omitValue } from "../values.ts";
 import {
   decodeGatewayError,
   gatewayFailure,
   isInvalidToken,
-  parseJson,
+  readerFailure,
   toKeyValue,
   watchCreateRequest,
 } from "./codec.ts";
-import { decodeWatchMessage, type EtcdEvent, JsonObjectSplitter, type WatchMessage } from "./watch-codec.ts";
+import { decodeWatchMessage, type EtcdEvent, type WatchMessage, watchReader } from "./watch-codec.ts";
 
 /** What a watch needs from its store; injected so the store keeps transport, auth and lease caches. */
 export interface WatchDeps {
@@ -33,7 +34,8 @@ export interface WatchDeps {
    * etcd sends a progress notification on an idle watch every 10 minutes by default.
    */
   readonly idleTimeoutMs: number;
-  list(prefix: string, signal: AbortSignal): Promise<ListResult>;
+  /** The store's list; a resync passes the watch's `maxValueBytes`. */
+  list(prefix: string, options: ListOptions, signal: AbortSignal): Promise<ListResult>;
   /** Opens `POST /v3/watch` with `body`; `token` is the auth token it was sent with. */
   open(body: string, signal: AbortSignal): Promise<{ stream: HttpStream; token: string | undefined }>;
   /** The server called `token` invalid: authenticate again before the next request. */
@@ -56,7 +58,7 @@ export async function* watchPrefix(
 ): AsyncGenerator<WatchEvent, void, undefined> {
   if (deps.storeSignal.aborted) throw new ClosedError("etcd");
   yield* produceEvents<WatchEvent>([options.signal, deps.storeSignal], deps.track, (queue, stop) =>
-    new PrefixWatch(deps, prefix, options.afterRevision, options.details ?? true, queue, stop).run(),
+    new PrefixWatch(deps, prefix, options, queue, stop).run(),
   );
 }
 
@@ -71,20 +73,22 @@ class PrefixWatch {
   #mustResync = false;
   /** Look leases up for a put's TTL and a delete's reason (WatchOptions.details). */
   readonly #details: boolean;
+  /** Values longer than this are left out of puts and resyncs (WatchOptions.maxValueBytes). */
+  readonly #maxValueBytes: number | undefined;
 
   constructor(
     deps: WatchDeps,
     prefix: string,
-    after: Revision,
-    details: boolean,
+    options: WatchOptions,
     queue: EventQueue<WatchEvent>,
     signal: AbortSignal,
   ) {
     this.#deps = deps;
     this.#backoff = new Backoff(100, 5_000, deps.clock);
     this.#prefix = prefix;
-    this.#last = after;
-    this.#details = details;
+    this.#last = options.afterRevision;
+    this.#details = options.details ?? true;
+    this.#maxValueBytes = options.maxValueBytes;
     this.#queue = queue;
     this.#signal = signal;
   }
@@ -121,7 +125,11 @@ class PrefixWatch {
 
   /** Replaces the caller's view with the current contents after the history it needed was compacted. */
   async #resync(): Promise<void> {
-    const snapshot = await this.#deps.list(this.#prefix, this.#signal);
+    const snapshot = await this.#deps.list(
+      this.#prefix,
+      { maxValueBytes: this.#maxValueBytes },
+      this.#signal,
+    );
     if (this.#signal.aborted) return;
     this.#queue.push({
       type: "resync",
@@ -157,8 +165,8 @@ class PrefixWatch {
     };
     this.#signal.addEventListener("abort", cancel, { once: true });
     try {
-      const decoder = new TextDecoder();
-      const splitter = new JsonObjectSplitter(where);
+      const messages: unknown[] = [];
+      const decode = watchReader(this.#maxValueBytes, (json) => messages.push(json));
       let silent = false;
       for (;;) {
         let chunk: Awaited<ReturnType<typeof reader.read>>;
@@ -181,8 +189,14 @@ class PrefixWatch {
           );
         }
         if (chunk.done || this.#signal.aborted) return "ended";
-        for (const text of splitter.push(decoder.decode(chunk.value, { stream: true }))) {
-          const end = await this.#handle(decodeWatchMessage(parseJson(text, where), where), token, endpoint);
+        try {
+          decode.push(chunk.value);
+        } catch (err) {
+          throw readerFailure(err, where);
+        }
+        for (const json of messages.splice(0)) {
+          const message = decodeWatchMessage(json, where, this.#maxValueBytes);
+          const end = await this.#handle(message, token, endpoint);
           if (end !== undefined) return end;
           if (this.#signal.aborted) return "ended";
         }
@@ -280,10 +294,10 @@ class PrefixWatch {
     fresh.forEach((e, i) => {
       const ttl = ttls[i];
       if (e.type === "put") {
-        this.#queue.push({
-          type: "put",
-          kv: toKeyValue(e.kv, ttl !== undefined && ttl > 0 ? ttl : undefined),
-        });
+        const kv = toKeyValue(e.kv, ttl !== undefined && ttl > 0 ? ttl : undefined);
+        const bounded =
+          e.omittedBytes === undefined ? boundValue(kv, this.#maxValueBytes) : omitValue(kv, e.omittedBytes);
+        this.#queue.push({ type: "put", kv: bounded });
       } else {
         const leased = (e.prevKv?.lease ?? 0n) !== 0n;
         const reason = ttl !== undefined && ttl < 0 ? "expired" : leased && !details ? "unknown" : "deleted";

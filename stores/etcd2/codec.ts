@@ -1,6 +1,7 @@
 /**
  * The pure half of the etcd v2 driver: request paths and form bodies, key validation, node-tree
- * flattening, error-body mapping and watch-action mapping. No I/O; `index.ts` does the talking.
+ * flattening, error-body mapping, watch-action mapping, and the reader that decodes a list answer as
+ * it streams in under `maxValueBytes` (`listReader`). No I/O; `index.ts` does the talking.
  * Facts about the v2 keys API are in `/work/shared/reference/stores.md` §2.1.
  */
 import {
@@ -11,13 +12,16 @@ import {
   StoreErrorCode,
   UnavailableError,
 } from "../errors.ts";
+import { type JsonStreamError, JsonStreamReader, OmittedString } from "../json-stream.ts";
 import { preview, previewJson } from "../preview.ts";
 import type { KeyValue, ResyncCause, Revision, WatchEvent } from "../store.ts";
+import { boundValue, omitValue } from "../values.ts";
 
 /** One node of a v2 answer, as the server sends it. */
 export interface EtcdNode {
   readonly key: string;
-  readonly value?: string | undefined;
+  /** An `OmittedString` when the answer was read by `listReader` and the value was over its limit. */
+  readonly value?: string | OmittedString | undefined;
   readonly dir?: boolean | undefined;
   readonly nodes?: readonly EtcdNode[] | undefined;
   readonly ttl?: number | undefined;
@@ -176,7 +180,7 @@ function checkNode(root: unknown, endpoint: string): EtcdNode {
       throw protocol(endpoint, `a node without key or modifiedIndex: ${previewJson(v)}`);
     }
     const key = v.key.slice(0, 200);
-    if (v.value !== undefined && typeof v.value !== "string")
+    if (v.value !== undefined && typeof v.value !== "string" && !(v.value instanceof OmittedString))
       throw protocol(endpoint, `a non-text value for ${key}`);
     if (v.ttl !== undefined && typeof v.ttl !== "number")
       throw protocol(endpoint, `a non-numeric ttl for ${key}`);
@@ -198,13 +202,34 @@ function parseJson(body: string, endpoint: string): unknown {
 
 /** Parses a 2xx body: `{action, node, prevNode?}`. */
 export function parseAnswer(body: string, endpoint: string): EtcdAnswer {
-  const v = parseJson(body, endpoint);
+  return decodeAnswer(parseJson(body, endpoint), endpoint, body.slice(0, 200));
+}
+
+/**
+ * Checks a parsed 2xx body, from `parseAnswer` or `listReader`; `shown` quotes it in errors (default:
+ * a preview of `v`).
+ */
+export function decodeAnswer(v: unknown, endpoint: string, shown?: string): EtcdAnswer {
   if (!isObject(v) || typeof v.action !== "string") {
-    throw protocol(endpoint, `a success body without "action": ${body.slice(0, 200)}`);
+    throw protocol(endpoint, `a success body without "action": ${shown ?? previewJson(v)}`);
   }
   const node = checkNode(v.node, endpoint);
   const prevNode = v.prevNode === undefined ? undefined : checkNode(v.prevNode, endpoint);
   return { action: v.action, node, prevNode };
+}
+
+/**
+ * The incremental reader of a list answer (`GET …?recursive=true`) under `maxValueBytes`: a node's
+ * `value` over the limit is left out as the answer streams in (`ListOptions.maxValueBytes`); every
+ * other field, the keys above all, is read whole. Its result goes to `decodeAnswer`.
+ */
+export function listReader(maxValueBytes: number): JsonStreamReader {
+  return new JsonStreamReader({ omit: { properties: ["value"], maxBytes: maxValueBytes } });
+}
+
+/** The Protocol error for a body a `listReader` refused. */
+export function notJson(endpoint: string, err: JsonStreamError): StoreError {
+  return protocol(endpoint, `a body that is not JSON: ${err.message}`, err);
 }
 
 /** Parses an error body `{errorCode, message, cause?, index?}`; undefined when it is not one. */
@@ -312,25 +337,30 @@ export function failureError(status: number, body: string, attempt: Attempt): St
   }
 }
 
-/** The KeyValue a (non-directory) node describes. */
-export function toKeyValue(node: EtcdNode): KeyValue {
+/**
+ * The KeyValue a (non-directory) node describes; a value over `maxValueBytes` (or left out already by
+ * `listReader`) is handed over as "" with `omittedBytes`.
+ */
+export function toKeyValue(node: EtcdNode, maxValueBytes?: number): KeyValue {
   const expires = node.ttl !== undefined || node.expiration !== undefined;
-  return {
+  const value = node.value ?? "";
+  const kv = {
     key: node.key,
-    value: node.value ?? "",
+    value: typeof value === "string" ? value : "",
     revision: BigInt(node.modifiedIndex),
     expires,
     ...(node.ttl === undefined ? {} : { ttlSeconds: node.ttl }),
   };
+  return typeof value === "string" ? boundValue(kv, maxValueBytes) : omitValue(kv, value.bytes);
 }
 
 /** Every key (not directory) in the tree whose key starts with `prefix`, sorted by key. */
-export function flatten(root: EtcdNode, prefix: string): KeyValue[] {
+export function flatten(root: EtcdNode, prefix: string, maxValueBytes?: number): KeyValue[] {
   const out: KeyValue[] = [];
   const stack: EtcdNode[] = [root];
   for (let node = stack.pop(); node !== undefined; node = stack.pop()) {
     if (node.dir === true) for (const child of node.nodes ?? []) stack.push(child);
-    else if (node.key.startsWith(prefix)) out.push(toKeyValue(node));
+    else if (node.key.startsWith(prefix)) out.push(toKeyValue(node, maxValueBytes));
   }
   return out.sort((x, y) => (x.key < y.key ? -1 : x.key > y.key ? 1 : 0));
 }
@@ -346,8 +376,16 @@ export type WatchStep =
 const PUT_ACTIONS: ReadonlySet<string> = new Set(["set", "create", "update", "compareAndSwap"]);
 const DELETE_ACTIONS: ReadonlySet<string> = new Set(["delete", "compareAndDelete", "expire"]);
 
-/** Maps a watch answer onto a weft event. An unknown action is a protocol error. */
-export function watchStep(answer: EtcdAnswer, prefix: string, endpoint: string): WatchStep {
+/**
+ * Maps a watch answer onto a weft event (a put's value bound by `maxValueBytes`). An unknown action
+ * is a protocol error.
+ */
+export function watchStep(
+  answer: EtcdAnswer,
+  prefix: string,
+  endpoint: string,
+  maxValueBytes?: number,
+): WatchStep {
   const { action, node } = answer;
   const isPut = PUT_ACTIONS.has(action);
   if (!isPut && !DELETE_ACTIONS.has(action)) {
@@ -362,7 +400,7 @@ export function watchStep(answer: EtcdAnswer, prefix: string, endpoint: string):
     return !isPut && holdsWatched ? { kind: "resync" } : { kind: "skip" };
   }
   if (!node.key.startsWith(prefix)) return { kind: "skip" };
-  if (isPut) return { kind: "event", event: { type: "put", kv: toKeyValue(node) } };
+  if (isPut) return { kind: "event", event: { type: "put", kv: toKeyValue(node, maxValueBytes) } };
   return {
     kind: "event",
     event: {
@@ -383,10 +421,16 @@ export type PollOutcome =
  * Interprets a long-poll answer for a watch on `prefix`. HTTP 400 with errorCode 401 (the index left
  * the 1,000-event history) or 400 (watcher cleared) asks for a re-list; other failures are thrown.
  */
-export function pollOutcome(status: number, body: string, prefix: string, endpoint: string): PollOutcome {
+export function pollOutcome(
+  status: number,
+  body: string,
+  prefix: string,
+  endpoint: string,
+  maxValueBytes?: number,
+): PollOutcome {
   if (status === 200) {
     const answer = parseAnswer(body, endpoint);
-    const step = watchStep(answer, prefix, endpoint);
+    const step = watchStep(answer, prefix, endpoint, maxValueBytes);
     if (step.kind === "resync") return { kind: "resync", cause: "gap" };
     const event = step.kind === "event" ? step.event : undefined;
     return { kind: "next", event, waitIndex: BigInt(answer.node.modifiedIndex) + 1n };

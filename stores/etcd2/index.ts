@@ -6,13 +6,21 @@
 
 import { ClosedError, ConflictError, KeyNotFoundError, StoreError, UnavailableError } from "../errors.ts";
 import { EventQueue } from "../event-queue.ts";
-import { type HttpAnswer, HttpEndpoints, type HttpRequest } from "../http.ts";
+import {
+  type BodySink,
+  type HttpAnswer,
+  HttpEndpoints,
+  type HttpReceived,
+  type HttpRequest,
+} from "../http.ts";
+import { JsonStreamError } from "../json-stream.ts";
 import { StoreLifecycle, type StoreRuntimeOptions } from "../runtime.ts";
 import type {
   Capabilities,
   CreateOptions,
   DeleteOptions,
   KeyValue,
+  ListOptions,
   ListResult,
   ResyncCause,
   Revision,
@@ -27,6 +35,7 @@ import {
   basicAuth,
   checkPrefix,
   checkValue,
+  decodeAnswer,
   directoryOf,
   type EtcdAnswer,
   EtcdCode,
@@ -35,6 +44,8 @@ import {
   form,
   hasCode,
   keyPath,
+  listReader,
+  notJson,
   parseAnswer,
   parseIndex,
   pollOutcome,
@@ -85,7 +96,7 @@ export class Etcd2Store implements Store {
 
   constructor(options: StoreOptions, runtime: StoreRuntimeOptions = {}) {
     this.#life = new StoreLifecycle("etcd2", runtime.clock);
-    this.#http = new HttpEndpoints(options);
+    this.#http = new HttpEndpoints(options, runtime.textBodyBytes);
     this.#logger = options.logger;
     this.#auth = basicAuth(options.username, options.password);
   }
@@ -98,8 +109,8 @@ export class Etcd2Store implements Store {
     return node.dir === true ? undefined : toKeyValue(node);
   }
 
-  async list(prefix: string): Promise<ListResult> {
-    return this.#list(prefix, this.#life.signal);
+  async list(prefix: string, options: ListOptions = {}): Promise<ListResult> {
+    return this.#list(prefix, this.#life.signal, options.maxValueBytes);
   }
 
   async create(key: string, value: string, options: CreateOptions = {}): Promise<KeyValue> {
@@ -201,7 +212,7 @@ export class Etcd2Store implements Store {
     }
     const stop = new AbortController();
     const signal = AbortSignal.any([this.#life.signal, stop.signal, options.signal ?? stop.signal]);
-    const loop = this.#watchLoop(prefix, options.afterRevision, queue, signal)
+    const loop = this.#watchLoop(prefix, options, queue, signal)
       .catch((err: unknown) => queue.fail(err))
       .finally(() => queue.end());
     this.#life.track(loop);
@@ -221,20 +232,33 @@ export class Etcd2Store implements Store {
     return this.#life.close();
   }
 
-  async #list(prefix: string, signal: AbortSignal): Promise<ListResult> {
+  /**
+   * One recursive GET of the directory holding `prefix`. Under `maxValueBytes` a success body is
+   * read as it streams in (`listReader`), leaving longer values out; other answers are read as text.
+   */
+  async #list(prefix: string, signal: AbortSignal, maxValueBytes: number | undefined): Promise<ListResult> {
     this.#begin();
     checkPrefix(prefix);
     const dir = directoryOf(prefix);
-    const answer = await this.#send(
-      { method: "GET", path: `${keyPath(dir)}${query({ recursive: true, sorted: true, quorum: true })}` },
-      signal,
-    );
+    const path = `${keyPath(dir)}${query({ recursive: true, sorted: true, quorum: true })}`;
+    // Without the index header the body is no etcd answer: read as text, it gets requireIndex's error.
+    const stream = (response: Response) =>
+      maxValueBytes !== undefined &&
+      response.status === 200 &&
+      parseIndex(response.headers.get("x-etcd-index")) !== undefined
+        ? listReader(maxValueBytes)
+        : undefined;
+    const answer = await this.#receive({ method: "GET", path }, signal, stream);
     const revision = requireIndex(answer.headers.get("x-etcd-index"), answer.endpoint);
     const missing = answer.status === 404 && hasCode(answer.body, EtcdCode.KeyNotFound);
     // A key where the directory would be (104) holds nothing under the prefix either.
     const notDir = answer.status === 400 && hasCode(answer.body, EtcdCode.NotDir);
     if (missing || notDir) return { entries: [], revision };
-    return { entries: flatten(this.#expect(answer, 200, dir).node, prefix), revision };
+    const root =
+      answer.read === undefined
+        ? this.#expect(answer, 200, dir)
+        : decodeAnswer(answer.read.value, answer.endpoint);
+    return { entries: flatten(root.node, prefix, maxValueBytes), revision };
   }
 
   /**
@@ -242,7 +266,13 @@ export class Etcd2Store implements Store {
    * `waitIndex` to the index the server registered the watch at (nothing under the directory changed
    * up to it), so a quiet prefix does not fall out of the 1,000-event history.
    */
-  async #watchLoop(prefix: string, after: Revision, queue: EventQueue<WatchEvent>, signal: AbortSignal) {
+  async #watchLoop(
+    prefix: string,
+    options: WatchOptions,
+    queue: EventQueue<WatchEvent>,
+    signal: AbortSignal,
+  ) {
+    const { afterRevision: after, maxValueBytes } = options;
     checkPrefix(prefix);
     const dir = directoryOf(prefix);
     const retry = this.#life.backoff(); // after network failures; reset by any answer
@@ -253,7 +283,7 @@ export class Etcd2Store implements Store {
       try {
         if (resync !== undefined) {
           await pace.wait(signal); // back-to-back resyncs slow down instead of hot-looping
-          const listed = await this.#list(prefix, signal);
+          const listed = await this.#list(prefix, signal, maxValueBytes);
           queue.push({ type: "resync", entries: listed.entries, revision: listed.revision, cause: resync });
           next = listed.revision + 1n;
           resync = undefined;
@@ -268,7 +298,7 @@ export class Etcd2Store implements Store {
           else await pace.wait(signal);
           continue;
         }
-        const outcome = pollOutcome(poll.status, poll.body, prefix, poll.endpoint);
+        const outcome = pollOutcome(poll.status, poll.body, prefix, poll.endpoint, maxValueBytes);
         if (outcome.kind === "resync") {
           const fields = { prefix, waitIndex: String(next), endpoint: poll.endpoint, cause: outcome.cause };
           this.#logger?.warn("etcd2 watch cannot continue from its index; re-listing", fields);
@@ -353,11 +383,24 @@ export class Etcd2Store implements Store {
   }
 
   async #send(req: HttpRequest, signal: AbortSignal = this.#life.signal): Promise<HttpAnswer> {
+    return this.#receive(req, signal, () => undefined);
+  }
+
+  /** As `#send`, reading the body through the sink `sinkFor` picks (see `HttpEndpoints.receive`). */
+  async #receive(
+    req: HttpRequest,
+    signal: AbortSignal,
+    sinkFor: (response: Response) => BodySink<unknown> | undefined,
+  ): Promise<HttpReceived<unknown>> {
     this.#life.assertOpen();
     try {
-      return await this.#http.request({ ...req, headers: { ...this.#auth, ...req.headers }, signal });
+      return await this.#http.receive(
+        { ...req, headers: { ...this.#auth, ...req.headers }, signal },
+        sinkFor,
+      );
     } catch (err) {
       this.#life.assertOpen();
+      if (err instanceof JsonStreamError) throw notJson(this.#http.endpoint, err);
       if (err instanceof StoreError || signal.aborted) throw err;
       throw new UnavailableError(this.#http.endpoint, String(err), { cause: err });
     }

@@ -153,8 +153,13 @@ export class NatsClient {
   }
 
   /** The last message of every subject matching `filter`, consistent at a revision (`snapshot.ts`). */
-  snapshot(filter: string, headersOnly: boolean, signal?: AbortSignal): Promise<Snapshot> {
-    return takeSnapshot(this, filter, headersOnly, signal);
+  snapshot(
+    filter: string,
+    headersOnly: boolean,
+    signal?: AbortSignal,
+    maxValueBytes?: number | undefined,
+  ): Promise<Snapshot> {
+    return takeSnapshot(this, filter, headersOnly, signal, maxValueBytes);
   }
 
   /** How many messages the named consumer still has to deliver, as its info says. */

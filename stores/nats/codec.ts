@@ -23,6 +23,7 @@
  */
 import { StoreError, StoreErrorCode } from "../errors.ts";
 import type { DeleteReason, KeyValue, Revision } from "../store.ts";
+import { dropped } from "../values.ts";
 
 /** The bucket every weft agent shares (stream `KV_weft`). */
 export const DEFAULT_BUCKET = "weft";
@@ -182,6 +183,32 @@ export interface RawRecord {
   /** A header's value, "" when absent. */
   header(name: string): string;
   readonly data: Uint8Array;
+  /** Set when the payload was dropped for being over a read's value limit: its length (`data` is empty). */
+  readonly omittedBytes?: number | undefined;
+}
+
+const NO_DATA = new Uint8Array(0);
+
+/**
+ * The record as a read with `maxValueBytes` keeps it: a larger payload is dropped as the message
+ * arrives, keeping only the headers the codec reads (copied, so nothing refers to the message).
+ */
+export function boundRecord(record: RawRecord, maxValueBytes: number | undefined): RawRecord {
+  if (maxValueBytes === undefined || record.data.length <= maxValueBytes) return record;
+  dropped(record.data.length);
+  const headers = new Map<string, string>();
+  for (const name of Object.values(Header)) {
+    const value = record.header(name);
+    if (value !== "") headers.set(name, value);
+  }
+  return {
+    subject: record.subject,
+    seq: record.seq,
+    timeMs: record.timeMs,
+    header: (name) => headers.get(name) ?? "",
+    data: NO_DATA,
+    omittedBytes: record.data.length,
+  };
 }
 
 /** What a stored message means for its key. */
@@ -195,6 +222,8 @@ export type Entry =
       readonly ttlSeconds: number | undefined;
       /** When the key expires (server time of the write + TTL), ms since the epoch. */
       readonly expiresAtMs: number | undefined;
+      /** The value's length when it was left out for a read's value limit (`value` is ""). */
+      readonly omittedBytes?: number | undefined;
     }
   | {
       readonly kind: "delete";
@@ -217,6 +246,7 @@ export function toEntry(bucket: string, record: RawRecord): Entry | undefined {
     revision: record.seq,
     ttlSeconds,
     expiresAtMs: ttlSeconds === undefined ? undefined : record.timeMs + ttlSeconds * 1_000,
+    ...(record.omittedBytes === undefined ? {} : { omittedBytes: record.omittedBytes }),
   };
 }
 
@@ -244,7 +274,12 @@ export function isExpired(entry: Entry, nowMs: number): boolean {
 
 /** The contract's view of a live put. */
 export function toKeyValue(entry: Extract<Entry, { kind: "put" }>, nowMs: number): KeyValue {
-  const base = { key: entry.key, value: entry.value, revision: entry.revision };
+  const base = {
+    key: entry.key,
+    value: entry.value,
+    revision: entry.revision,
+    ...(entry.omittedBytes === undefined ? {} : { omittedBytes: entry.omittedBytes }),
+  };
   if (entry.expiresAtMs === undefined) return { ...base, expires: false };
   const left = Math.ceil((entry.expiresAtMs - nowMs) / 1_000);
   return left > 0 ? { ...base, expires: true, ttlSeconds: left } : { ...base, expires: true };

@@ -30,6 +30,7 @@ import type {
   CreateOptions,
   DeleteOptions,
   KeyValue,
+  ListOptions,
   ListResult,
   Store,
   StoreLogger,
@@ -163,8 +164,9 @@ export class NatsStore implements Store {
     return current.state === "live" ? toKeyValue(current.entry, this.#now()) : undefined;
   }
 
-  list(prefix: string): Promise<ListResult> {
-    return this.#list(prefix, this.#life.signal).then(({ entries, revision }) => ({ entries, revision }));
+  list(prefix: string, options: ListOptions = {}): Promise<ListResult> {
+    const listing = this.#list(prefix, this.#life.signal, options.maxValueBytes);
+    return listing.then(({ entries, revision }) => ({ entries, revision }));
   }
 
   async create(key: string, value: string, options: CreateOptions = {}): Promise<KeyValue> {
@@ -264,7 +266,7 @@ export class NatsStore implements Store {
         logger: this.#logger,
         relistMs: this.#relistMs,
         now: this.#now,
-        list: (p, signal) => this.#list(p, signal),
+        list: (p, signal) => this.#list(p, signal, options.maxValueBytes),
         track: (producer) => this.#life.track(producer),
       },
       prefix,
@@ -279,10 +281,10 @@ export class NatsStore implements Store {
   }
 
   /** The prefix's live keys, sorted, at the snapshot's revision; `nowMs` is when expiry was judged. */
-  async #list(prefix: string, signal: AbortSignal): Promise<Listing> {
+  async #list(prefix: string, signal: AbortSignal, maxValueBytes?: number): Promise<Listing> {
     const { serverTtl } = await this.#connection();
     const filter = subjectPrefix(this.#client.bucket) + prefixFilter(prefix);
-    const snapshot = await this.#client.snapshot(filter, false, signal);
+    const snapshot = await this.#client.snapshot(filter, false, signal, maxValueBytes);
     const nowMs = this.#now();
     const entries: KeyValue[] = [];
     const expiries = new Map<string, number>();

@@ -15,7 +15,7 @@
  */
 import { ClosedError, type StoreError, UnavailableError } from "../errors.ts";
 import type { NatsClient } from "./client.ts";
-import { type RawRecord, subjectMatches } from "./codec.ts";
+import { boundRecord, type RawRecord, subjectMatches } from "./codec.ts";
 import type { Feed, FeedItem, FeedOptions } from "./feed.ts";
 
 /** The last message of every subject under a filter, consistent at `revision`. */
@@ -29,19 +29,23 @@ const SNAPSHOT_HEARTBEAT_MS = 250;
 /** Snapshots taken before giving up on keys that change during every one of them. */
 const SNAPSHOT_ATTEMPTS = 5;
 
-/** See the file header. */
+/**
+ * See the file header. A payload over `maxValueBytes` is dropped as its message arrives
+ * (`boundRecord`), so a snapshot of large values never holds them.
+ */
 export async function takeSnapshot(
   client: NatsClient,
   filter: string,
   headersOnly: boolean,
   signal: AbortSignal | undefined,
+  maxValueBytes?: number | undefined,
 ): Promise<Snapshot> {
   for (let attempt = 1; ; attempt++) {
     const before = (await client.streamBounds()).last;
-    const latest = await scan(client, filter, headersOnly, signal);
+    const latest = await scan(client, filter, headersOnly, signal, maxValueBytes);
     const after = (await client.streamBounds()).last;
     if (after === before) return { records: [...latest.values()], revision: before };
-    const changes = await replay(client, before, after, headersOnly, signal);
+    const changes = await replay(client, before, after, headersOnly, signal, maxValueBytes);
     if (changes !== undefined) {
       for (const record of changes) {
         const known = latest.get(record.subject);
@@ -71,6 +75,7 @@ async function scan(
   filter: string,
   headersOnly: boolean,
   signal: AbortSignal | undefined,
+  maxValueBytes: number | undefined,
 ): Promise<Map<string, RawRecord>> {
   const latest = new Map<string, RawRecord>();
   let received = 0;
@@ -81,7 +86,7 @@ async function scan(
     (item, feed) => {
       if (item.type === "heartbeat") return "idle";
       received += 1;
-      latest.set(item.record.subject, item.record);
+      latest.set(item.record.subject, boundRecord(item.record, maxValueBytes));
       // Not `pending === 0`: that count goes wrong when messages are superseded during the scan.
       // Deliveries come in sequence order, so once as many arrived as the consumer counted, every
       // message it counted that still exists has arrived.
@@ -99,6 +104,7 @@ async function replay(
   upTo: bigint,
   headersOnly: boolean,
   signal: AbortSignal | undefined,
+  maxValueBytes: number | undefined,
 ): Promise<RawRecord[] | undefined> {
   const records: RawRecord[] = [];
   let hole = false;
@@ -113,7 +119,7 @@ async function replay(
         hole = true;
         return "done";
       }
-      records.push(item.record);
+      records.push(boundRecord(item.record, maxValueBytes));
       return item.record.seq >= upTo ? "done" : "more";
     },
     () => false,

@@ -27,7 +27,7 @@ import { EventQueue, produceEvents, runWatchLoop } from "../event-queue.ts";
 import { Backoff, repeat, type StoreClock, systemStoreClock } from "../runtime.ts";
 import type { KeyValue, ResyncCause, Revision, StoreLogger, WatchEvent, WatchOptions } from "../store.ts";
 import type { NatsClient } from "./client.ts";
-import { type Entry, isExpired, type RawRecord, toEntry, toKeyValue } from "./codec.ts";
+import { boundRecord, type Entry, isExpired, type RawRecord, toEntry, toKeyValue } from "./codec.ts";
 import type { Feed, FeedItem } from "./feed.ts";
 
 /** What a watch needs from its store. */
@@ -81,13 +81,14 @@ export async function* watchPrefix(
 ): AsyncGenerator<WatchEvent, void, undefined> {
   if (deps.storeSignal.aborted) throw new ClosedError("nats");
   yield* produceEvents<WatchEvent>([options.signal, deps.storeSignal], deps.track, (queue, stop) =>
-    new PrefixWatch(deps, prefix, options.afterRevision, queue, stop).run(),
+    new PrefixWatch(deps, prefix, options, queue, stop).run(),
   );
 }
 
 class PrefixWatch {
   readonly #deps: WatchDeps;
   readonly #prefix: string;
+  readonly #maxValueBytes: number | undefined;
   readonly #queue: EventQueue<WatchEvent>;
   readonly #signal: AbortSignal;
   readonly #backoff: Backoff;
@@ -105,7 +106,7 @@ class PrefixWatch {
   constructor(
     deps: WatchDeps,
     prefix: string,
-    after: Revision,
+    options: WatchOptions,
     queue: EventQueue<WatchEvent>,
     signal: AbortSignal,
   ) {
@@ -113,7 +114,8 @@ class PrefixWatch {
     this.#clock = deps.clock ?? systemStoreClock;
     this.#backoff = new Backoff(100, 5_000, this.#clock);
     this.#prefix = prefix;
-    this.#position = after;
+    this.#maxValueBytes = options.maxValueBytes;
+    this.#position = options.afterRevision;
     this.#queue = queue;
     this.#signal = signal;
   }
@@ -291,7 +293,7 @@ class PrefixWatch {
     }
     this.#reopenedForHole = false;
     this.#position = record.seq;
-    const entry = toEntry(this.#deps.client.bucket, record);
+    const entry = toEntry(this.#deps.client.bucket, boundRecord(record, this.#maxValueBytes));
     if (entry?.key.startsWith(this.#prefix)) this.#deliver(entry);
     if (this.#check?.revision === record.seq) this.#compare();
     return true;

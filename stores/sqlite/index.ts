@@ -40,6 +40,7 @@ import type {
   CreateOptions,
   DeleteOptions,
   KeyValue,
+  ListOptions,
   ListResult,
   Revision,
   Store,
@@ -131,12 +132,13 @@ export class SqliteStore implements Store {
     });
   }
 
-  async list(prefix: string): Promise<ListResult> {
+  async list(prefix: string, options: ListOptions = {}): Promise<ListResult> {
     return this.#attempt((db) => {
       this.#sweepBeforeRead(db);
       const now = this.#now();
+      const max = options.maxValueBytes;
       return q.inTransaction(db, "BEGIN", () => ({
-        entries: q.listLive(db, prefixRange(prefix), now).map((row) => toKeyValue(row, now)),
+        entries: q.listLive(db, prefixRange(prefix), now, max).map((row) => toKeyValue(row, now)),
         revision: q.head(db),
       }));
     });

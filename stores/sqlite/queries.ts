@@ -67,19 +67,36 @@ export function getAny(db: Database, key: string): KvRow | undefined {
   return db.query<KvRow, Params>(SQL.getAny).get({ key }) ?? undefined;
 }
 
-/** Live keys of a range, sorted by key. */
-export function listLive(db: Database, range: KeyRange, now: number): KvRow[] {
+/**
+ * Live keys of a range, sorted by key; a value longer than `maxValueBytes` stays in the file (the row
+ * has "" and its length in `omitted`).
+ */
+export function listLive(
+  db: Database,
+  range: KeyRange,
+  now: number,
+  maxValueBytes: number | undefined,
+): KvRow[] {
+  const max = maxValueBytes ?? null;
   if (range.end === undefined)
-    return db.query<KvRow, Params>(SQL.listLiveOpen).all({ start: range.start, now });
-  return db.query<KvRow, Params>(SQL.listLive).all({ start: range.start, end: range.end, now });
+    return db.query<KvRow, Params>(SQL.listLiveOpen).all({ start: range.start, now, max });
+  return db.query<KvRow, Params>(SQL.listLive).all({ start: range.start, end: range.end, now, max });
 }
 
-/** Up to `limit` change-log rows of a range after `after`, in revision order. */
-export function logAfter(db: Database, range: KeyRange, after: Revision, limit: number): LogRow[] {
+/** Up to `limit` change-log rows of a range after `after`, in revision order; values as in `listLive`. */
+export function logAfter(
+  db: Database,
+  range: KeyRange,
+  after: Revision,
+  limit: number,
+  maxValueBytes: number | undefined,
+): LogRow[] {
+  const max = maxValueBytes ?? null;
   if (range.end === undefined) {
-    return db.query<LogRow, Params>(SQL.logAfterOpen).all({ after, start: range.start, limit });
+    return db.query<LogRow, Params>(SQL.logAfterOpen).all({ after, start: range.start, limit, max });
   }
-  return db.query<LogRow, Params>(SQL.logAfter).all({ after, start: range.start, end: range.end, limit });
+  const params = { after, start: range.start, end: range.end, limit, max };
+  return db.query<LogRow, Params>(SQL.logAfter).all(params);
 }
 
 export interface LogEntry {

@@ -43,7 +43,16 @@ PRAGMA user_version = ${SCHEMA_VERSION};
 
 const KV_COLUMNS = "key, value, revision, expires_at, ttl";
 const LIVE = "(expires_at IS NULL OR expires_at > $now)";
-const LOG_COLUMNS = "revision, key, type, reason, value, ttl";
+/**
+ * The value, or "" with its length in `omitted` when it is longer than `$max` UTF-8 bytes (NULL: no
+ * limit). SQLite measures a TEXT value without loading it (`octet_length`), so a large value never
+ * leaves the database file.
+ */
+const FITS = "($max IS NULL OR value IS NULL OR octet_length(value) <= $max)";
+const BOUNDED_VALUE = `CASE WHEN ${FITS} THEN value ELSE '' END AS value,
+  CASE WHEN ${FITS} THEN NULL ELSE octet_length(value) END AS omitted`;
+const BOUNDED_KV_COLUMNS = `key, ${BOUNDED_VALUE}, revision, expires_at, ttl`;
+const BOUNDED_LOG_COLUMNS = `revision, key, type, reason, ${BOUNDED_VALUE}, ttl`;
 
 /** Every statement the driver runs; named parameters bind without their `$` (strict mode). */
 export const SQL = {
@@ -53,11 +62,12 @@ export const SQL = {
   compacted: "SELECT value FROM meta WHERE name = 'compacted'",
   getLive: `SELECT ${KV_COLUMNS} FROM kv WHERE key = $key AND ${LIVE}`,
   getAny: `SELECT ${KV_COLUMNS} FROM kv WHERE key = $key`,
-  listLive: `SELECT ${KV_COLUMNS} FROM kv WHERE key >= $start AND key < $end AND ${LIVE} ORDER BY key`,
-  listLiveOpen: `SELECT ${KV_COLUMNS} FROM kv WHERE key >= $start AND ${LIVE} ORDER BY key`,
-  logAfter: `SELECT ${LOG_COLUMNS} FROM log WHERE revision > $after AND key >= $start AND key < $end
+  listLive: `SELECT ${BOUNDED_KV_COLUMNS} FROM kv WHERE key >= $start AND key < $end AND ${LIVE}
+    ORDER BY key`,
+  listLiveOpen: `SELECT ${BOUNDED_KV_COLUMNS} FROM kv WHERE key >= $start AND ${LIVE} ORDER BY key`,
+  logAfter: `SELECT ${BOUNDED_LOG_COLUMNS} FROM log WHERE revision > $after AND key >= $start AND key < $end
     ORDER BY revision LIMIT $limit`,
-  logAfterOpen: `SELECT ${LOG_COLUMNS} FROM log WHERE revision > $after AND key >= $start
+  logAfterOpen: `SELECT ${BOUNDED_LOG_COLUMNS} FROM log WHERE revision > $after AND key >= $start
     ORDER BY revision LIMIT $limit`,
   appendLog: "INSERT INTO log (key, type, reason, value, ttl) VALUES ($key, $type, $reason, $value, $ttl)",
   insertKv: `INSERT INTO kv (key, value, revision, create_revision, expires_at, ttl)
@@ -82,6 +92,8 @@ export interface KvRow {
   readonly revision: bigint;
   readonly expires_at: bigint | null;
   readonly ttl: bigint | null;
+  /** Read with a value limit: the length of a value left out (see `BOUNDED_VALUE`), else null. */
+  readonly omitted?: bigint | null;
 }
 
 /** A `log` row. */
@@ -92,6 +104,7 @@ export interface LogRow {
   readonly reason: string | null;
   readonly value: string | null;
   readonly ttl: bigint | null;
+  readonly omitted: bigint | null;
 }
 
 /** The half-open key range `[start, end)` holding exactly the keys that begin with a prefix. */
@@ -125,9 +138,13 @@ function secondsLeft(expiresAtMs: bigint, now: number): number {
 
 /** A live `kv` row as the contract's KeyValue; `now` is the wall clock in ms. */
 export function toKeyValue(row: KvRow, now: number): KeyValue {
-  const base = { key: row.key, value: row.value, revision: row.revision };
+  const base = { key: row.key, value: row.value, revision: row.revision, ...omitted(row.omitted) };
   if (row.expires_at === null) return { ...base, expires: false };
   return { ...base, expires: true, ttlSeconds: secondsLeft(row.expires_at, now) };
+}
+
+function omitted(bytes: bigint | null | undefined): { omittedBytes?: number } {
+  return bytes === null || bytes === undefined ? {} : { omittedBytes: Number(bytes) };
 }
 
 /** The KeyValue of a write that just happened: a TTL key has its full TTL left. */
@@ -148,7 +165,8 @@ export function toWatchEvent(row: LogRow): WatchEvent {
     return { type: "delete", key: row.key, revision: row.revision, reason };
   }
   const ttl = row.ttl === null ? null : Number(row.ttl);
-  return { type: "put", kv: writtenKeyValue(row.key, row.value ?? "", row.revision, ttl) };
+  const kv = writtenKeyValue(row.key, row.value ?? "", row.revision, ttl);
+  return { type: "put", kv: row.omitted === null ? kv : { ...kv, ...omitted(row.omitted) } };
 }
 
 /** Largest TTL accepted (etcd's limit); keeps `expires_at` an exact integer. */

@@ -57,6 +57,7 @@ export interface WatchHost {
 interface Watcher {
   readonly prefix: string;
   readonly range: KeyRange;
+  readonly maxValueBytes: number | undefined;
   readonly queue: EventQueue<WatchEvent>;
   /** Last revision delivered (or known to hold nothing for this watch). */
   position: Revision;
@@ -114,6 +115,7 @@ export class WatchHub {
     const watcher: Watcher = {
       prefix,
       range: prefixRange(prefix),
+      maxValueBytes: options.maxValueBytes,
       queue,
       position: options.afterRevision,
       due: true,
@@ -253,7 +255,8 @@ export class WatchHub {
         watcher.position < compacted(db) ? "compacted" : watcher.position > latest ? "gap" : undefined;
       if (cause !== undefined) {
         const now = this.#host.now();
-        const entries = listLive(db, watcher.range, now).map((row) => toKeyValue(row, now));
+        const rows = listLive(db, watcher.range, now, watcher.maxValueBytes);
+        const entries = rows.map((row) => toKeyValue(row, now));
         this.#host.logger?.info("sqlite watch resyncs", {
           prefix: watcher.prefix,
           cause,
@@ -265,7 +268,7 @@ export class WatchHub {
         return;
       }
       for (;;) {
-        const rows = logAfter(db, watcher.range, watcher.position, BATCH);
+        const rows = logAfter(db, watcher.range, watcher.position, BATCH, watcher.maxValueBytes);
         for (const row of rows) {
           watcher.queue.push(toWatchEvent(row));
           watcher.position = row.revision;

@@ -201,7 +201,7 @@ export class Cluster {
   }
 
   /** One store operation run inside the segment, where the server listens; returns what it printed. */
-  async #storeOp(op: "put" | "del" | "list", key: string, value = ""): Promise<string> {
+  async #storeOp(op: "put" | "del" | "list" | "fill", key: string, value = ""): Promise<string> {
     const script = join(import.meta.dir, "fixtures", "store-op.ts");
     const r = await this.segment.lan.exec([
       process.execPath,
@@ -210,7 +210,7 @@ export class Cluster {
       this.endpoint,
       op,
       key,
-      Buffer.from(value).toString("base64"),
+      op === "fill" ? value : Buffer.from(value).toString("base64"),
     ]);
     return r.stdout;
   }
@@ -316,6 +316,14 @@ export class Cluster {
       .split("\n")
       .map((l) => l.trim())
       .filter((l) => l.startsWith(`${dir}/`));
+  }
+
+  /**
+   * Writes `count` leases of `bytes` each under `<prefix>/subnets/` (192.168.100.0/26 and on, PublicIP
+   * 172.17.42.99), from inside the segment on every store: values too large for one argument.
+   */
+  async fill(count: number, bytes: number): Promise<void> {
+    await this.#storeOp("fill", `${this.prefix}/subnets`, `${count}x${bytes}`);
   }
 
   /** Deletes a key as an operator would (`etcdctl rm|del`). */

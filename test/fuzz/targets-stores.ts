@@ -6,7 +6,7 @@
 import * as consul from "../../stores/consul/codec.ts";
 import { StoreError } from "../../stores/errors.ts";
 import * as etcd3 from "../../stores/etcd/codec.ts";
-import { decodeWatchMessage, JsonObjectSplitter } from "../../stores/etcd/watch-codec.ts";
+import { decodeWatchMessage, watchReader as etcd3WatchReader } from "../../stores/etcd/watch-codec.ts";
 import * as etcd2 from "../../stores/etcd2/codec.ts";
 import * as nats from "../../stores/nats/codec.ts";
 import { mutateText, randomBytesText, randomString, textInput } from "./inputs.ts";
@@ -92,32 +92,48 @@ export const etcd3Target: FuzzTarget<{ body: string; status: number }> = {
   },
 };
 
-export const etcd3WatchTarget: FuzzTarget<{ text: string; cuts: number[] }> = {
-  name: "etcd3-watch",
-  covers: ["JsonObjectSplitter.push, decodeWatchMessage (stores/etcd/watch-codec.ts)"],
-  allowed: "StoreError",
-  generate(rng) {
-    const n = rng.range(1, 4);
-    const text = Array.from({ length: n }, () => textInput(rng, WATCH_SEEDS)).join(
-      rng.pick(["\n", "", " ", "\r\n"]),
-    );
-    const cuts = Array.from({ length: rng.size(6) }, () => rng.int(text.length + 1)).sort((a, b) => a - b);
-    return { text, cuts };
-  },
-  run({ text, cuts }) {
-    const splitter = new JsonObjectSplitter(W);
-    let at = 0;
-    for (const cut of [...cuts, text.length]) {
-      const objects = tolerate(() => splitter.push(text.slice(at, cut)), storeError);
-      at = cut;
-      if (objects === undefined) return;
-      for (const object of objects) {
-        const json = tolerate(() => etcd3.parseJson(object, W), storeError);
-        if (json !== undefined) tolerate(() => decodeWatchMessage(json, W), storeError);
+export const etcd3WatchTarget: FuzzTarget<{ bytes: Uint8Array; cuts: number[]; limit: number | undefined }> =
+  {
+    name: "etcd3-watch",
+    covers: ["watchReader, decodeWatchMessage (stores/etcd/watch-codec.ts)"],
+    allowed: "StoreError",
+    generate(rng) {
+      const n = rng.range(1, 4);
+      const text = Array.from({ length: n }, () => textInput(rng, WATCH_SEEDS)).join(
+        rng.pick(["\n", "", " ", "\r\n"]),
+      );
+      const bytes = new TextEncoder().encode(text);
+      const cuts = Array.from({ length: rng.size(6) }, () => rng.int(bytes.length + 1)).sort((a, b) => a - b);
+      const limits = [0, 3, 4096];
+      return { bytes, cuts, limit: rng.chance(0.25) ? undefined : rng.pick(limits) };
+    },
+    run({ bytes, cuts, limit }) {
+      const messages: unknown[] = [];
+      const reader = etcd3WatchReader(limit, (json) => messages.push(json));
+      let at = 0;
+      for (const cut of [...cuts, bytes.length]) {
+        const chunk = bytes.subarray(at, cut);
+        at = cut;
+        const read = tolerate(() => {
+          try {
+            reader.push(chunk);
+          } catch (err) {
+            throw etcd3.readerFailure(err, W);
+          }
+          return true;
+        }, storeError);
+        for (const json of messages.splice(0)) {
+          const message = tolerate(() => decodeWatchMessage(json, W, limit), storeError);
+          if (message?.kind !== "events" || limit === undefined) continue;
+          for (const e of message.events) {
+            check(Buffer.byteLength(e.kv.value) <= limit, "a value over the limit was kept");
+            check(e.omittedBytes === undefined || e.kv.value === "", "a left-out value is not empty");
+          }
+        }
+        if (read === undefined) return;
       }
-    }
-  },
-};
+    },
+  };
 
 const NODE = `{"key":"${KEY}","value":${JSON.stringify(LEASE)},"expiration":"2026-01-02T03:04:05.123Z","ttl":86400,"modifiedIndex":12,"createdIndex":12}`;
 const ETCD2_SEEDS = [

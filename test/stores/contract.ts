@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { isStoreError, StoreErrorCode } from "../../stores/errors.ts";
 import { storeDrivers } from "../../stores/index.ts";
-import type { Store, StoreName, StoreOptions, WatchEvent } from "../../stores/store.ts";
+import type { KeyValue, Store, StoreName, StoreOptions, WatchEvent } from "../../stores/store.ts";
 import { describe as describeEvents, probe, view } from "./watch-probe.ts";
 
 export interface ContractFixture {
@@ -102,6 +102,58 @@ export function runStoreContract(name: string, setup: () => Promise<ContractFixt
       for (const kv of written) if (kv.revision > newest) newest = kv.revision;
       expect(listed.revision >= newest).toBe(true);
       for (const entry of listed.entries) expect(entry.expires).toBe(false);
+    });
+
+    test(`${name} - list with maxValueBytes leaves out longer values and says how long they are`, async () => {
+      const p = freshPrefix(name);
+      const limit = 4096;
+      // Byte lengths, not characters: "é" is two UTF-8 bytes, "🚀" four.
+      const values: Record<string, string> = {
+        at: "x".repeat(limit),
+        over: "x".repeat(limit + 1),
+        wideFits: "é".repeat(limit / 2),
+        wideOver: "é".repeat(limit / 2 + 1),
+        emoji: "🚀".repeat(limit / 4 + 1),
+        large: `{"PublicIP":"10.0.0.9","pad":"${'\\u0000"'.repeat(50_000)}"}`,
+        small: '{"PublicIP":"10.0.0.5"}',
+      };
+      for (const [k, v] of Object.entries(values)) await a.create(`${p}${k}`, v, { ttlSeconds: 60 });
+      await a.create(`${p}reserved`, "y".repeat(limit * 3));
+      const listed = await b.list(p, { maxValueBytes: limit });
+      const got = new Map(listed.entries.map((e) => [e.key.slice(p.length), e]));
+      expect([...got.keys()]).toEqual([...Object.keys(values), "reserved"].sort());
+      for (const k of ["at", "wideFits", "small"]) {
+        expect(got.get(k)?.value).toBe(values[k] as string);
+        expect(got.get(k)?.omittedBytes).toBeUndefined();
+      }
+      for (const k of ["over", "wideOver", "emoji", "large"]) {
+        expect(got.get(k)?.value).toBe("");
+        expect(got.get(k)?.omittedBytes).toBe(Buffer.byteLength(values[k] as string));
+        expect(got.get(k)?.expires).toBe(true);
+      }
+      expect(got.get("reserved")).toMatchObject({ value: "", omittedBytes: limit * 3, expires: false });
+      const whole = await b.list(p);
+      expect(whole.entries.every((e) => e.omittedBytes === undefined)).toBe(true);
+      expect(whole.entries.find((e) => e.key === `${p}large`)?.value).toBe(values.large as string);
+    });
+
+    test(`${name} - a watch with maxValueBytes delivers a longer value's put without it`, async () => {
+      const p = freshPrefix(name);
+      const start = await b.list(p);
+      const watch = probe(b, p, start.revision, { maxValueBytes: 4096 });
+      try {
+        await a.create(`${p}large`, "é".repeat(30_000), { ttlSeconds: 60 });
+        await a.create(`${p}small`, "fits");
+        await watch.until("both puts", (es) => view(es).has(`${p}small`));
+        const puts = new Map(
+          watch.events.flatMap((e) => (e.type === "put" ? [[e.kv.key.slice(p.length), e.kv] as const] : [])),
+        );
+        expect(puts.get("large")).toMatchObject({ value: "", omittedBytes: 60_000, expires: true });
+        expect(puts.get("small")?.value).toBe("fits");
+        expect(puts.get("small")?.omittedBytes).toBeUndefined();
+      } finally {
+        await watch.stop();
+      }
     });
 
     test(`${name} - create of an existing key fails with KeyExistsError and changes nothing`, async () => {
@@ -365,21 +417,23 @@ export function runStoreContract(name: string, setup: () => Promise<ContractFixt
         await b.delete(`${p}gone`);
         for (let i = 0; i < 5; i++)
           await b.create(`${p}k${i}`, `v${i}`, i % 2 === 0 ? { ttlSeconds: 120 } : {});
+        // Over the watch's value limit: the resync leaves it out as a list with that limit does.
+        await b.create(`${p}large`, "z".repeat(10_000));
         await fixture.loseHistory(b);
-        const watch = probe(a, p, old);
+        const watch = probe(a, p, old, { maxValueBytes: 4096 });
         try {
           await watch.until("a resync", (es) => es.some((e) => e.type === "resync"), 30_000);
           const resync = watch.events.find(
             (e): e is Extract<WatchEvent, { type: "resync" }> => e.type === "resync",
           );
           expect(resync?.cause).toBe("compacted");
-          const truth = (await b.list(p)).entries;
-          expect(resync?.entries.map((kv) => [kv.key, kv.value, kv.expires])).toEqual(
-            truth.map((kv) => [kv.key, kv.value, kv.expires]),
-          );
+          const truth = (await b.list(p, { maxValueBytes: 4096 })).entries;
+          const seen = (kv: KeyValue) => [kv.key, kv.value, kv.expires, kv.omittedBytes];
+          expect(resync?.entries.map(seen)).toEqual(truth.map(seen));
+          expect(truth.find((kv) => kv.key === `${p}large`)?.omittedBytes).toBe(10_000);
           await b.create(`${p}later`, "after resync");
           await watch.until("the put after the resync", (es) => view(es).get(`${p}later`) === "after resync");
-          expect(view(watch.events).size).toBe(6);
+          expect(view(watch.events).size).toBe(7);
         } finally {
           await watch.stop();
         }

@@ -20,13 +20,14 @@ import {
   parseJson,
   prefixRange,
   prefixRangeRequest,
+  readerFailure,
   timeToLiveRequest,
   toKeyValue,
   txnRangeKvs,
   updateTxn,
   watchCreateRequest,
 } from "../../stores/etcd/codec.ts";
-import { decodeWatchMessage, JsonObjectSplitter } from "../../stores/etcd/watch-codec.ts";
+import { decodeWatchMessage, watchReader } from "../../stores/etcd/watch-codec.ts";
 
 const W = "http://127.0.0.1:2379/v3/test";
 const HEADER = {
@@ -416,52 +417,91 @@ describe("etcd3 watch codec", () => {
     ).toBe(StoreErrorCode.Protocol);
   });
 
-  test("etcd3 codec - the stream splitter yields the same objects at every chunk boundary", () => {
+  /** Feeds `chunks` to a watch reader; returns the messages and what it threw (as the watch maps it). */
+  function readWatch(chunks: readonly Uint8Array[], maxValueBytes?: number) {
+    const messages: unknown[] = [];
+    const reader = watchReader(maxValueBytes, (json) => messages.push(json));
+    try {
+      for (const chunk of chunks) reader.push(chunk);
+      reader.end();
+      return { messages, error: undefined };
+    } catch (err) {
+      return { messages, error: readerFailure(err, W) };
+    }
+  }
+  const bytes = (text: string) => new TextEncoder().encode(text);
+
+  test("etcd3 codec - the watch reader yields the same messages at every chunk boundary", () => {
     const objects = [
       { result: { header: HEADER, created: true } },
       { result: { header: HEADER, events: [{ kv: { key: "L2E=", value: "e30=" } }] } },
-      { result: { note: 'braces } { and "quotes" and \\ inside strings', header: HEADER } },
+      { result: { note: 'braces } { and "quotes" and \\ inside strings 雪 🚀', header: HEADER } },
     ];
-    const stream = `${objects.map((o) => JSON.stringify(o)).join("\n")}\n`;
-    const expected = objects.map((o) => JSON.stringify(o));
+    const stream = bytes(`${objects.map((o) => JSON.stringify(o)).join("\n")}\n`);
     for (let cut = 0; cut <= stream.length; cut++) {
       for (const second of [cut, Math.min(stream.length, cut + 7)]) {
-        const splitter = new JsonObjectSplitter(W);
-        const got = [
-          ...splitter.push(stream.slice(0, cut)),
-          ...splitter.push(stream.slice(cut, second)),
-          ...splitter.push(stream.slice(second)),
-        ];
-        expect(got).toEqual(expected);
-        expect(splitter.pending).toBe("");
+        const got = readWatch([
+          stream.subarray(0, cut),
+          stream.subarray(cut, second),
+          stream.subarray(second),
+        ]);
+        expect(got).toEqual({ messages: objects, error: undefined });
       }
     }
   });
 
-  test("etcd3 codec - objects back to back, across lines, and a partial tail", () => {
-    const splitter = new JsonObjectSplitter(W);
-    expect(splitter.push('{"a":1}{"b":\n[1,{"c":2}]}  {"d"')).toEqual(['{"a":1}', '{"b":\n[1,{"c":2}]}']);
-    expect(splitter.pending).toBe('{"d"');
-    expect(splitter.push(":3}\r\n")).toEqual(['{"d":3}']);
+  test("etcd3 codec - the watch reader takes objects back to back and across lines, and waits for a tail", () => {
+    const messages: unknown[] = [];
+    const reader = watchReader(undefined, (json) => messages.push(json));
+    reader.push(bytes('{"a":1}{"b":\n[1,{"c":2}]}  {"d"'));
+    expect(messages).toEqual([{ a: 1 }, { b: [1, { c: 2 }] }]);
+    reader.push(bytes(":3}\r\n"));
+    expect(messages).toEqual([{ a: 1 }, { b: [1, { c: 2 }] }, { d: 3 }]);
   });
 
-  test("etcd3 codec - text outside any JSON object is a protocol error", () => {
-    expect(codeOf(() => new JsonObjectSplitter(W).push("Not Found"))).toBe(StoreErrorCode.Protocol);
-    expect(codeOf(() => new JsonObjectSplitter(W).push('{"a":1}\n"x"'))).toBe(StoreErrorCode.Protocol);
+  test("etcd3 codec - text that is not JSON in the watch stream is a protocol error", () => {
+    const codeOfError = (err: unknown) => (isStoreError(err) ? err.code : String(err));
+    expect(codeOfError(readWatch([bytes("Not Found")]).error)).toBe(StoreErrorCode.Protocol);
+    const unfinished = readWatch([bytes('{"a":1}\n{"b"')]);
+    expect(unfinished.messages).toEqual([{ a: 1 }]);
+    expect(codeOfError(unfinished.error)).toBe(StoreErrorCode.Protocol);
+    // A message that is no object is the decoder's protocol error.
+    const odd = readWatch([bytes('"x"')]);
+    expect(codeOf(() => decodeWatchMessage(odd.messages[0], W))).toBe(StoreErrorCode.Protocol);
   });
 
-  test("etcd3 codec - multi-byte UTF-8 split between network chunks decodes intact", () => {
-    const value = "雪 🚀 é";
-    const line = `${JSON.stringify({ result: { note: value } })}\n`;
-    const raw = new TextEncoder().encode(line);
-    for (let cut = 1; cut < raw.length; cut++) {
-      const decoder = new TextDecoder();
-      const splitter = new JsonObjectSplitter(W);
-      const got = [
-        ...splitter.push(decoder.decode(raw.subarray(0, cut), { stream: true })),
-        ...splitter.push(decoder.decode(raw.subarray(cut), { stream: true })),
-      ];
-      expect(got.map((t) => (JSON.parse(t) as { result: { note: string } }).result.note)).toEqual([value]);
+  test("etcd3 codec - with a value limit, a put's longer value is left out unread and its length kept", () => {
+    const large = "é".repeat(3_000);
+    const message = (value: string) =>
+      JSON.stringify({
+        result: {
+          header: HEADER,
+          events: [
+            {
+              kv: {
+                key: "L2E=",
+                value: Buffer.from(value).toString("base64"),
+                mod_revision: "9",
+                lease: "3",
+              },
+            },
+          ],
+        },
+      });
+    const stream = bytes(`${message(large)}\n${message("fits")}\n`);
+    for (const size of [1, 100, stream.length]) {
+      const chunks: Uint8Array[] = [];
+      for (let at = 0; at < stream.length; at += size) chunks.push(stream.subarray(at, at + size));
+      const { messages, error } = readWatch(chunks, 4096);
+      expect(error).toBeUndefined();
+      const events = messages.flatMap((json) => {
+        const decoded = decodeWatchMessage(json, W, 4096);
+        return decoded.kind === "events" ? decoded.events : [];
+      });
+      expect(events.map((e) => [e.kv.value, e.omittedBytes])).toEqual([
+        ["", 6_000],
+        ["fits", undefined],
+      ]);
     }
   });
 });

@@ -1,11 +1,13 @@
 import { describe, expect, test } from "bun:test";
 import { isStoreError, StoreErrorCode } from "../../stores/errors.ts";
 import {
+  boundRecord,
   checkKey,
   checkTtl,
   decodeKey,
   decodeSegment,
   encodeKey,
+  Header,
   hasServerTtl,
   keyOfSubject,
   parseAckSubject,
@@ -51,6 +53,30 @@ function code(fn: () => unknown): string | undefined {
 }
 
 describe("nats codec", () => {
+  test("boundRecord drops a payload over the limit, keeps its length and the headers the codec reads", () => {
+    const subject = subjectFor("b", "/p/k");
+    const headers = { [Header.WeftTtl]: "30", "Other-Header": "x" };
+    const large = record(subject, headers, "é".repeat(3_000), 9n, 5_000);
+    const bounded = boundRecord(large, 4096);
+    expect(bounded.data.length).toBe(0);
+    expect(bounded.omittedBytes).toBe(6_000);
+    expect(bounded.header(Header.WeftTtl)).toBe("30");
+    expect(bounded.header("Other-Header")).toBe("");
+    const entry = toEntry("b", bounded);
+    if (entry?.kind !== "put") throw new Error("not a put");
+    expect(toKeyValue(entry, 5_000)).toEqual({
+      key: "/p/k",
+      value: "",
+      revision: 9n,
+      expires: true,
+      ttlSeconds: 30,
+      omittedBytes: 6_000,
+    });
+    const fits = record(subject, headers, "x".repeat(4096));
+    expect(boundRecord(fits, 4096)).toBe(fits);
+    expect(boundRecord(large, undefined)).toBe(large);
+  });
+
   const keys = [
     "/coreos.com/network/subnets/10.5.52.0-24",
     "/coreos.com/network/subnets/10.5.53.0-24&fd00:10:244::-64",

@@ -2,7 +2,7 @@
  * Test helper: runs a store watch in the background, records every event, and lets a test wait for a
  * condition on what arrived, failing with the events seen so far when it does not come in time.
  */
-import type { Revision, Store, WatchEvent } from "../../stores/store.ts";
+import type { Revision, Store, WatchEvent, WatchOptions } from "../../stores/store.ts";
 
 export interface WatchProbe {
   readonly events: WatchEvent[];
@@ -16,14 +16,23 @@ export interface WatchProbe {
   stop(): Promise<void>;
 }
 
-export function probe(store: Store, prefix: string, afterRevision: Revision): WatchProbe {
+export function probe(
+  store: Store,
+  prefix: string,
+  afterRevision: Revision,
+  options: Omit<WatchOptions, "afterRevision" | "signal"> = {},
+): WatchProbe {
   const controller = new AbortController();
   const events: WatchEvent[] = [];
   let error: unknown;
   let finished = false;
   const loop = (async () => {
     try {
-      for await (const event of store.watch(prefix, { afterRevision, signal: controller.signal })) {
+      for await (const event of store.watch(prefix, {
+        ...options,
+        afterRevision,
+        signal: controller.signal,
+      })) {
         events.push(event);
       }
     } catch (err) {

@@ -11,7 +11,7 @@ import type { Store } from "../../../stores/store.ts";
 import type { AgentFlags } from "../../config/flags.ts";
 import { parseNetworkConfig } from "../../config/network-config.ts";
 import { errorMessage, WeftError, WeftErrorCode } from "../../errors.ts";
-import { type Lease, type LeaseRules, parseLease, subnetsPrefix } from "../../lease/lease.ts";
+import { LEASE_READ, type Lease, type LeaseRules, parseLease, subnetsPrefix } from "../../lease/lease.ts";
 import { parseCidr } from "../../net/ipv4.ts";
 import { configKey, storeFromFlags, storeOptions } from "../store-from-flags.ts";
 import {
@@ -130,7 +130,11 @@ export async function readStore(flags: AgentFlags, timeoutMs = 5_000): Promise<S
       subnetLen: config.kind === "valid" ? config.config.subnetLen : undefined,
       subnets: subnetsPrefix(flags.etcdPrefix),
     };
-    const listed = await within(store.list(subnetsPrefix(flags.etcdPrefix)), timeoutMs, "listing the leases");
+    const listed = await within(
+      store.list(subnetsPrefix(flags.etcdPrefix), LEASE_READ),
+      timeoutMs,
+      "listing the leases",
+    );
     const leases = listed.entries.flatMap((entry) => {
       const parsed = parseLease(entry, rules);
       return parsed.ok ? [parsed.lease] : [];

@@ -83,7 +83,20 @@ test("lease - a value over 4 KiB is rejected before it is parsed, and kept only 
   expect(parsed.ok ? "accepted" : parsed.rule).toBe("size");
   expect(parsed.ok ? "" : parsed.reason).toContain("over the 4096-byte limit");
   const kept = withoutLargeValue(kv("/p/subnets/10.5.3.0-24", huge));
-  expect(kept).toEqual({ key: "/p/subnets/10.5.3.0-24", value: "", revision: 7n, expires: true });
+  expect(kept).toEqual({
+    key: "/p/subnets/10.5.3.0-24",
+    value: "",
+    revision: 7n,
+    expires: true,
+    omittedBytes: Buffer.byteLength(huge),
+  });
+  // Left out by the store (a read with LEASE_READ): the same rejection, with the store's count.
+  const omitted = { ...kv("/p/subnets/10.5.3.0-24", ""), omittedBytes: 1 << 20 };
+  const fromStore = parseLease(omitted, network);
+  expect(fromStore.ok ? "accepted" : fromStore.reason).toBe(
+    "value is 1048576 bytes, over the 4096-byte limit for a lease",
+  );
+  expect(withoutLargeValue(omitted)).toBe(omitted);
   const small = kv("/p/subnets/10.5.3.0-24", '{"PublicIP":"10.0.0.1"}');
   expect(withoutLargeValue(small)).toBe(small);
   // Exactly 4,096 bytes is still a lease.

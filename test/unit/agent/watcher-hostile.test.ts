@@ -26,8 +26,9 @@ async function run(initial: KeyValue[], events: WatchEvent[]) {
   const metrics = new Metrics();
   const seen: ReadonlyMap<string, Lease>[] = [];
   const stop = new AbortController();
+  const store = scriptedStore({ entries: initial, revision: 10n }, events);
   const w = new LeaseWatcher({
-    store: scriptedStore({ entries: initial, revision: 10n }, events),
+    store,
     prefix: PREFIX,
     network,
     subnetLen: 24,
@@ -40,7 +41,7 @@ async function run(initial: KeyValue[], events: WatchEvent[]) {
     },
   });
   await w.run(stop.signal);
-  return { seen, lines, metrics };
+  return { seen, lines, metrics, valueLimits: store.valueLimits };
 }
 
 const established: KeyValue[] = [1, 2, 3].map((i) => ({
@@ -132,4 +133,26 @@ test("watcher - a value over 4 KiB is rejected unparsed and not kept; a later sm
   } finally {
     JSON.parse = parse;
   }
+});
+
+test("watcher - reads with a 4 KiB value limit; a value the store left out is rejected by its size", async () => {
+  const omitted = (key: string, revision: bigint): KeyValue => ({
+    key: `${PREFIX}${key}`,
+    value: "",
+    revision,
+    expires: true,
+    omittedBytes: 1 << 20,
+  });
+  const { seen, lines, metrics, valueLimits } = await run(
+    [omitted("10.100.7.0-24", 5n), ...established],
+    [{ type: "put", kv: omitted("10.100.2.0-24", 40n) }],
+  );
+  expect(valueLimits).toEqual(["list:4096", "watch:4096"]);
+  expect(metrics.leasesRejected.get({ reason: "size" })).toBe(2);
+  const warned = lines.filter((l) => l.includes("value is 1048576 bytes, over the 4096-byte limit"));
+  expect(warned).toHaveLength(2);
+  expect([...(seen.at(-1)?.keys() ?? [])].sort()).toEqual([
+    `${PREFIX}10.100.1.0-24`,
+    `${PREFIX}10.100.3.0-24`,
+  ]);
 });

@@ -11,7 +11,7 @@ import { formatCidr, parseCidr } from "../../../src/net/ipv4.ts";
 import { allocateSubnet, freeSubnets } from "../../../src/subnet/allocate.ts";
 import { leaseViews, SubnetManager } from "../../../src/subnet/manager.ts";
 import { openStore } from "../../../stores/index.ts";
-import type { KeyValue } from "../../../stores/store.ts";
+import type { KeyValue, ListOptions } from "../../../stores/store.ts";
 
 const { config } = parseNetworkConfig(
   '{"Network":"10.5.0.0/16","SubnetLen":24,"Backend":{"Type":"host-gw"}}',
@@ -26,8 +26,20 @@ test("subnet manager - a value over 4 KiB in the list is not kept, and its parse
     await store.create("/coreos.com/network/subnets/10.5.7.0-24", big);
     // Same PublicIP as this host under a key of another length: no reuse, no route.
     await store.create("/coreos.com/network/subnets/10.5.0.0-16", '{"PublicIP":"172.16.0.2"}');
+    const listOptions: (ListOptions | undefined)[] = [];
+    const recording = new Proxy(store, {
+      get(target, name) {
+        if (name === "list")
+          return (prefix: string, options?: ListOptions) => {
+            listOptions.push(options);
+            return target.list(prefix, options);
+          };
+        const member = Reflect.get(target, name, target);
+        return typeof member === "function" ? member.bind(target) : member;
+      },
+    });
     const manager = new SubnetManager({
-      store,
+      store: recording,
       prefix: "/coreos.com/network",
       config,
       attrs: { publicIP: "172.16.0.2", backendType: "host-gw" },
@@ -43,6 +55,9 @@ test("subnet manager - a value over 4 KiB in the list is not kept, and its parse
     expect(lease?.key).not.toBe("/coreos.com/network/subnets/10.5.7.0-24");
     const kept = manager.listed?.entries.find((kv) => kv.key.endsWith("10.5.7.0-24"));
     expect(kept?.value).toBe("");
+    // Left in the store: the list asked for at most 4 KiB per value, and the store said how long it is.
+    expect(listOptions.map((o) => o?.maxValueBytes)).toEqual([4096]);
+    expect(kept?.omittedBytes).toBe(Buffer.byteLength(big));
     const parsed = manager.listedParses.get("/coreos.com/network/subnets/10.5.7.0-24");
     expect(parsed?.ok === false && parsed.rule).toBe("size");
     const covering = manager.listedParses.get("/coreos.com/network/subnets/10.5.0.0-16");
