@@ -31,7 +31,8 @@ export interface KeyValue {
   readonly ttlSeconds?: number | undefined;
   /**
    * Set when the value is longer than the `maxValueBytes` the read asked for: the value was left out
-   * (`value` is "") and this is its length in UTF-8 bytes. Absent on every entry read without a limit.
+   * (`value` is "") and this is its length in bytes (see `ListOptions`). Absent on every entry read
+   * without a limit.
    */
   readonly omittedBytes?: number | undefined;
 }
@@ -39,11 +40,13 @@ export interface KeyValue {
 /**
  * Options of `list` (and, through `WatchOptions`, of a watch's resyncs and puts).
  *
- * `maxValueBytes`: a value longer than this many UTF-8 bytes is handed over as "" with `omittedBytes`,
- * and is not held while the answer is read: the driver skips it while decoding (SQLite leaves it in
- * the database, etcd v3 and the JSON stores decode their answer as it streams in, NATS drops each
- * message as it arrives). An agent started next to 200 values of 1 MiB reads them without holding them.
- * Absent: every value whole.
+ * `maxValueBytes`: a value longer than this many UTF-8 bytes is handed over as "" with `omittedBytes`
+ * (its length as stored; bytes that are no UTF-8 may count once or as the three of U+FFFD, by driver),
+ * and a kept value is never longer. A large value is not held while the answer is read: SQLite
+ * leaves it in the database, etcd v3 decodes its gRPC answer as it streams in, etcd v2, Consul and
+ * the etcd v3 gateway read an answer over 8 MiB as it streams in (a shorter one whole, as text: that
+ * much is held at once), NATS drops each message as it arrives. An agent started next to 200 values
+ * of 1 MiB reads them without holding them. Absent: every value whole.
  */
 export interface ListOptions {
   readonly maxValueBytes?: number | undefined;

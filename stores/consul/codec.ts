@@ -259,11 +259,13 @@ function decodeEntry(
   }
   if (over && typeof raw === "string") dropped(raw.length);
   const decoded = !over && raw !== "" ? Buffer.from(raw, "base64") : undefined;
-  const size = over ? estimate : (decoded?.length ?? 0);
+  const text = decoded?.toString("utf8") ?? "";
+  // The length of the text handed over: bytes that are no UTF-8 become U+FFFD, three bytes each.
+  const size = over ? estimate : Buffer.byteLength(text);
   const kept = fits(size);
   const entry: ConsulEntry = {
     key,
-    value: kept && decoded !== undefined ? decoded.toString("utf8") : "",
+    value: kept ? text : "",
     createIndex,
     modifyIndex,
     session,

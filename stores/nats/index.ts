@@ -39,6 +39,7 @@ import type {
   WatchEvent,
   WatchOptions,
 } from "../store.ts";
+import { boundValue } from "../values.ts";
 import { type Connected, NatsClient } from "./client.ts";
 import {
   checkTtl,
@@ -292,7 +293,8 @@ export class NatsStore implements Store {
       const entry = toEntry(this.#client.bucket, record);
       if (entry?.kind !== "put" || !entry.key.startsWith(prefix)) continue;
       if (!serverTtl && isExpired(entry, nowMs)) continue;
-      entries.push(toKeyValue(entry, nowMs));
+      // boundValue too: a payload within the limit that is no UTF-8 decodes to more (U+FFFD).
+      entries.push(boundValue(toKeyValue(entry, nowMs), maxValueBytes));
       if (entry.expiresAtMs !== undefined) expiries.set(entry.key, entry.expiresAtMs);
     }
     entries.sort((x, y) => (x.key < y.key ? -1 : x.key > y.key ? 1 : 0));

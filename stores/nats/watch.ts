@@ -26,6 +26,7 @@ import { ClosedError, isStoreError, StoreErrorCode, UnavailableError } from "../
 import { EventQueue, produceEvents, runWatchLoop } from "../event-queue.ts";
 import { Backoff, repeat, type StoreClock, systemStoreClock } from "../runtime.ts";
 import type { KeyValue, ResyncCause, Revision, StoreLogger, WatchEvent, WatchOptions } from "../store.ts";
+import { boundValue } from "../values.ts";
 import type { NatsClient } from "./client.ts";
 import { boundRecord, type Entry, isExpired, type RawRecord, toEntry, toKeyValue } from "./codec.ts";
 import type { Feed, FeedItem } from "./feed.ts";
@@ -301,7 +302,8 @@ class PrefixWatch {
 
   #deliver(entry: Entry): void {
     if (entry.kind === "put") {
-      this.#queue.push({ type: "put", kv: toKeyValue(entry, this.#deps.now()) });
+      const kv = boundValue(toKeyValue(entry, this.#deps.now()), this.#maxValueBytes);
+      this.#queue.push({ type: "put", kv });
       this.#view?.set(entry.key, { revision: entry.revision, expiresAtMs: entry.expiresAtMs });
     } else {
       this.#queue.push({ type: "delete", key: entry.key, revision: entry.revision, reason: entry.reason });

@@ -3,9 +3,11 @@ import {
   type ConsulEntry,
   consulKey,
   consulPrefix,
+  decodeEntries,
   diffSnapshots,
   failureError,
   kvPath,
+  listReader,
   op,
   orderedEvents,
   parseEntries,
@@ -56,6 +58,21 @@ function snap(index: number, ...entries: ConsulEntry[]): Snapshot {
 }
 
 describe("consul codec", () => {
+  test("consul codec - a value within the limit that is no UTF-8 is left out by the length it decodes to", () => {
+    // 2,000 bytes of 0xFF: each decodes to U+FFFD, three bytes; read as text and as it streams in.
+    const value = Buffer.alloc(2_000, 0xff).toString("base64");
+    const body = `[{"Key":"p/bytes","Value":"${value}","CreateIndex":5,"ModifyIndex":5}]`;
+    const reader = listReader(4096);
+    reader.push(new TextEncoder().encode(body));
+    for (const [entry] of [
+      parseEntries(body, EP, undefined, 4096),
+      decodeEntries(reader.end(), EP, undefined, 4096),
+    ]) {
+      expect([entry?.value, entry?.omittedBytes]).toEqual(["", 6_000]);
+    }
+    expect(parseEntries(body, EP, undefined, 6_000)[0]?.value).toBe("\ufffd".repeat(2_000));
+  });
+
   test("consul codec - keys drop the leading slash and paths percent-encode each segment", () => {
     expect(consulKey("/coreos.com/network/subnets/10.5.53.0-24&fd00:10:244::-64")).toBe(
       "coreos.com/network/subnets/10.5.53.0-24&fd00:10:244::-64",

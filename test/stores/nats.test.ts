@@ -5,7 +5,7 @@
  * shared behaviour is in contract.ts.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { jetstreamManager } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { isStoreError, StoreErrorCode } from "../../stores/errors.ts";
@@ -118,6 +118,24 @@ describe("nats driver on nats-server 2.15", () => {
     },
     SLOW,
   );
+
+  test("nats - a payload within the value limit that is no UTF-8 is left out by the length it decodes to", async () => {
+    const store = open();
+    const p = freshPrefix();
+    const start = await store.list(p);
+    const watch = probe(store, p, start.revision, { maxValueBytes: 4096 });
+    try {
+      // 2,000 bytes of 0xFF written by another tool: each decodes to U+FFFD, three bytes.
+      await jetstream(nc).publish(subjectFor(DEFAULT_BUCKET, `${p}bytes`), new Uint8Array(2_000).fill(0xff));
+      await watch.until("the put", (es) => es.some((e) => e.type === "put"));
+      const put = watch.events.find((e) => e.type === "put");
+      expect(put?.type === "put" && [put.kv.value, put.kv.omittedBytes]).toEqual(["", 6_000]);
+      const listed = await store.list(p, { maxValueBytes: 4096 });
+      expect(listed.entries.map((e) => [e.value, e.omittedBytes])).toEqual([["", 6_000]]);
+    } finally {
+      await watch.stop();
+    }
+  });
 
   test("nats - renew republishes the value with Nats-TTL; a key without TTL carries none", async () => {
     const store = open();
