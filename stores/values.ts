@@ -12,10 +12,17 @@ export function overLimit(text: string, limit: number): boolean {
 }
 
 /**
- * The entry as a read with `maxValueBytes` hands it over: whole, or "" with `omittedBytes`. For a
- * value that was decoded whole (a watch's put): the collector learns that it was let go (`dropped`).
+ * The entry as a read with `maxValueBytes` hands it over: whole, or "" with `omittedBytes`.
+ * `omittedBytes` given: the decoder left the value out already, and it was that long. Otherwise the
+ * value was decoded whole (a watch's put): when it is left out here, the collector learns that it was
+ * let go (`dropped`).
  */
-export function boundValue(kv: KeyValue, maxValueBytes: number | undefined): KeyValue {
+export function boundValue(
+  kv: KeyValue,
+  maxValueBytes: number | undefined,
+  omittedBytes?: number | undefined,
+): KeyValue {
+  if (omittedBytes !== undefined) return omitValue(kv, omittedBytes);
   if (maxValueBytes === undefined || !overLimit(kv.value, maxValueBytes)) return kv;
   const bytes = Buffer.byteLength(kv.value);
   dropped(bytes);
@@ -32,6 +39,11 @@ export function omitValue(kv: KeyValue, bytes: number): KeyValue {
 /** How many bytes a base64 text of `length` characters, `padding` of them '=', decodes to. */
 export function base64Bytes(length: number, padding: number): number {
   return Math.floor((length * 3) / 4) - padding;
+}
+
+/** How many of the '=' a base64 text can end with it ends with. */
+export function base64Padding(text: string): number {
+  return text.endsWith("==") ? 2 : text.endsWith("=") ? 1 : 0;
 }
 
 /** The limit, in base64 characters, that a value of at most `maxValueBytes` bytes stays within. */

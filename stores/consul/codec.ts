@@ -8,7 +8,7 @@ import { StoreError, StoreErrorCode, UnavailableError } from "../errors.ts";
 import { type JsonStreamError, JsonStreamReader, OmittedString } from "../json-stream.ts";
 import { previewJson } from "../preview.ts";
 import type { KeyValue, ResyncCause, Revision, WatchEvent } from "../store.ts";
-import { base64Bytes, base64Chars, dropped } from "../values.ts";
+import { base64Bytes, base64Chars, base64Padding, dropped } from "../values.ts";
 
 /** One KV entry as Consul reports it, under its weft key (`/` + the Consul key). */
 export interface ConsulEntry {
@@ -231,8 +231,7 @@ function decodeEntry(
   const raw = typeof value === "string" || value instanceof OmittedString ? value : "";
   // Sized from the base64 length (Consul sends canonical base64), so a value over the limit is never
   // decoded, and is remembered by its size, not its text.
-  const padding =
-    typeof raw === "string" ? (raw.endsWith("==") ? 2 : raw.endsWith("=") ? 1 : 0) : raw.padding;
+  const padding = typeof raw === "string" ? base64Padding(raw) : raw.padding;
   const estimate = base64Bytes(typeof raw === "string" ? raw.length : raw.bytes, padding);
   const over = typeof raw !== "string" || (maxValueBytes !== undefined && estimate > maxValueBytes);
   const from = over ? `\u0000${estimate}=${padding}` : raw;

@@ -10,7 +10,7 @@ import { StoreError, StoreErrorCode, UnavailableError } from "../errors.ts";
 import { JsonStreamError, JsonStreamReader, OmittedString } from "../json-stream.ts";
 import { previewJson } from "../preview.ts";
 import type { KeyValue } from "../store.ts";
-import { base64Bytes, base64Chars, boundValue, dropped, omitValue } from "../values.ts";
+import { base64Bytes, base64Chars, base64Padding, boundValue, dropped } from "../values.ts";
 
 /** Endpoint and path an answer came from, e.g. `http://127.0.0.1:2379/v3/kv/range`; only for messages. */
 export type Where = string;
@@ -237,7 +237,7 @@ export function decodeBoundKv(
   } else {
     const text = asString(kv.value, "kv.value", where);
     checkBase64(text, "kv.value", where);
-    const bytes = base64Bytes(text.length, text.endsWith("==") ? 2 : text.endsWith("=") ? 1 : 0);
+    const bytes = base64Bytes(text.length, base64Padding(text));
     if (maxValueBytes !== undefined && bytes > maxValueBytes) {
       omittedBytes = bytes;
       dropped(text.length);
@@ -311,8 +311,7 @@ export function decodeRangeList(
 ): { revision: bigint; entries: KeyValue[] } {
   const entries = asList(asObject(json, "answer", where).kvs, "kvs", where).map((raw) => {
     const { kv, omittedBytes } = decodeBoundKv(raw, where, maxValueBytes);
-    const entry = toKeyValue(kv);
-    return omittedBytes === undefined ? boundValue(entry, maxValueBytes) : omitValue(entry, omittedBytes);
+    return boundValue(toKeyValue(kv), maxValueBytes, omittedBytes);
   });
   return { revision: decodeHeaderRevision(json, where), entries };
 }

@@ -12,7 +12,7 @@
  * `decodeRangeMessage` is the whole-body decoder it is tested against. No I/O here (`grpc.ts` talks).
  */
 import type { KeyValue } from "../store.ts";
-import { boundValue, omitValue } from "../values.ts";
+import { boundValue } from "../values.ts";
 import {
   type EtcdKv,
   prefixRange,
@@ -219,8 +219,7 @@ export function listEntry(
   omittedBytes: number | undefined,
   maxValueBytes: number | undefined,
 ): KeyValue {
-  const entry = toKeyValue(kv);
-  return omittedBytes === undefined ? boundValue(entry, maxValueBytes) : omitValue(entry, omittedBytes);
+  return boundValue(toKeyValue(kv), maxValueBytes, omittedBytes);
 }
 
 /** The list entry of the KeyValue message in `bytes` from `start` to `end` (`listEntry`). */

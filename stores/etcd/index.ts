@@ -14,7 +14,7 @@ import {
   StoreError,
   StoreErrorCode,
 } from "../errors.ts";
-import { type HttpAnswer, HttpEndpoints, type HttpReceived, type HttpStream } from "../http.ts";
+import { type BodySink, HttpEndpoints, type HttpReceived, type HttpStream } from "../http.ts";
 import { StoreLifecycle, type StoreRuntimeOptions } from "../runtime.ts";
 import type {
   Capabilities,
@@ -295,41 +295,15 @@ export class Etcd3Store implements Store {
   }
 
   /**
-   * The prefix's Range through the JSON gateway, values over `options.maxValueBytes` left out. Under
-   * that limit a success body is decoded as it streams in (`rangeReader`: a longer value is counted,
-   * never held); otherwise, and for failures, the body is read as text, as `#call` reads it. Same
-   * token handling as `#call`: one retry with a fresh token when the server says it is no longer valid.
+   * The prefix's Range through the JSON gateway, values over `options.maxValueBytes` left out: a long
+   * success body is decoded as it streams in (`rangeReader`: a longer value is counted, never held).
    */
   async #gatewayRange(prefix: string, options: ListOptions, signal: AbortSignal): Promise<ListResult> {
-    const path = "/v3/kv/range";
-    const payload = JSON.stringify(prefixRangeRequest(prefix));
     const max = options.maxValueBytes;
     const stream = (response: Response) =>
       max !== undefined && response.status >= 200 && response.status < 300 ? rangeReader(max) : undefined;
-    for (let attempt = 0; ; attempt++) {
-      this.#checkOpen();
-      let token: string | undefined;
-      let answer: HttpReceived<unknown>;
-      try {
-        token = await this.#authToken();
-        const request = { method: "POST", path, body: payload, headers: headers(token), signal } as const;
-        answer = await this.#http.receive(request, stream);
-      } catch (err) {
-        this.#checkOpen();
-        throw readerFailure(err, `${this.#http.endpoint}${path}`);
-      }
-      const where = `${answer.endpoint}${path}`;
-      const json = answer.read === undefined ? parseJson(answer.body, where) : answer.read.value;
-      const failure = decodeGatewayError(json);
-      if (failure === undefined && answer.status >= 200 && answer.status < 300) {
-        return decodeRangeList(json, where, max);
-      }
-      if (failure !== undefined && isInvalidToken(failure) && token !== undefined && attempt === 0) {
-        this.#dropToken(token);
-        continue;
-      }
-      throw gatewayFailure(failure, answer.status, answer.endpoint, path, answer.body);
-    }
+    const decode = (json: unknown, where: Where) => decodeRangeList(json, where, max);
+    return (await this.#call("/v3/kv/range", prefixRangeRequest(prefix), decode, signal, stream)).answer;
   }
 
   /**
@@ -424,34 +398,31 @@ export class Etcd3Store implements Store {
 
   /**
    * One unary gateway call: POST `body` as JSON to `path`, decode the answer, map failures onto
-   * StoreErrors, and authenticate again once when the server says the token is no longer valid.
+   * StoreErrors, and authenticate again once when the server says the token is no longer valid. A
+   * long body goes through the reader `sinkFor` picks, if any (`HttpEndpoints.receive`).
    */
   async #call<T>(
     path: string,
     body: Record<string, unknown>,
     decode: (json: unknown, where: Where) => T,
     signal: AbortSignal = this.#life.signal,
+    sinkFor: (response: Response) => BodySink<unknown> | undefined = () => undefined,
   ): Promise<{ answer: T; endpoint: string }> {
     const payload = JSON.stringify(body);
     for (let attempt = 0; ; attempt++) {
       this.#checkOpen();
       let token: string | undefined;
-      let answer: HttpAnswer;
+      let answer: HttpReceived<unknown>;
       try {
         token = await this.#authToken();
-        answer = await this.#http.request({
-          method: "POST",
-          path,
-          body: payload,
-          headers: headers(token),
-          signal,
-        });
+        const request = { method: "POST", path, body: payload, headers: headers(token), signal } as const;
+        answer = await this.#http.receive(request, sinkFor);
       } catch (err) {
         this.#checkOpen();
-        throw err;
+        throw readerFailure(err, `${this.#http.endpoint}${path}`);
       }
       const where = `${answer.endpoint}${path}`;
-      const json = parseJson(answer.body, where);
+      const json = answer.read === undefined ? parseJson(answer.body, where) : answer.read.value;
       const failure = decodeGatewayError(json);
       if (failure === undefined && answer.status >= 200 && answer.status < 300) {
         return { answer: decode(json, where), endpoint: answer.endpoint };

@@ -11,7 +11,7 @@ import { type EventQueue, produceEvents, runWatchLoop } from "../event-queue.ts"
 import type { HttpStream } from "../http.ts";
 import { Backoff, type StoreClock } from "../runtime.ts";
 import type { ListOptions, ListResult, Revision, StoreLogger, WatchEvent, WatchOptions } from "../store.ts";
-import { boundValue, omitValue } from "../values.ts";
+import { boundValue } from "../values.ts";
 import {
   decodeGatewayError,
   gatewayFailure,
@@ -295,9 +295,7 @@ class PrefixWatch {
       const ttl = ttls[i];
       if (e.type === "put") {
         const kv = toKeyValue(e.kv, ttl !== undefined && ttl > 0 ? ttl : undefined);
-        const bounded =
-          e.omittedBytes === undefined ? boundValue(kv, this.#maxValueBytes) : omitValue(kv, e.omittedBytes);
-        this.#queue.push({ type: "put", kv: bounded });
+        this.#queue.push({ type: "put", kv: boundValue(kv, this.#maxValueBytes, e.omittedBytes) });
       } else {
         const leased = (e.prevKv?.lease ?? 0n) !== 0n;
         const reason = ttl !== undefined && ttl < 0 ? "expired" : leased && !details ? "unknown" : "deleted";

@@ -15,7 +15,7 @@ import {
 import { type JsonStreamError, JsonStreamReader, OmittedString } from "../json-stream.ts";
 import { preview, previewJson } from "../preview.ts";
 import type { KeyValue, ResyncCause, Revision, WatchEvent } from "../store.ts";
-import { boundValue, omitValue } from "../values.ts";
+import { boundValue } from "../values.ts";
 
 /** One node of a v2 answer, as the server sends it. */
 export interface EtcdNode {
@@ -351,7 +351,7 @@ export function toKeyValue(node: EtcdNode, maxValueBytes?: number): KeyValue {
     expires,
     ...(node.ttl === undefined ? {} : { ttlSeconds: node.ttl }),
   };
-  return typeof value === "string" ? boundValue(kv, maxValueBytes) : omitValue(kv, value.bytes);
+  return boundValue(kv, maxValueBytes, typeof value === "string" ? undefined : value.bytes);
 }
 
 /** Every key (not directory) in the tree whose key starts with `prefix`, sorted by key. */

@@ -29,18 +29,10 @@ import {
   tombstoneIndex,
   ttlMs,
 } from "../../stores/consul/codec.ts";
-import { isStoreError, StoreErrorCode } from "../../stores/errors.ts";
+import { StoreErrorCode } from "../../stores/errors.ts";
+import { codeOf } from "./fixtures/code-of.ts";
 
 const EP = "http://127.0.0.1:8500";
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    return isStoreError(err) ? err.code : `not a StoreError: ${String(err)}`;
-  }
-  return undefined;
-}
 
 function entry(key: string, modifyIndex: number, extra: Partial<ConsulEntry> = {}): ConsulEntry {
   return {

@@ -23,17 +23,9 @@ import {
   validateKey,
   watchStep,
 } from "../../stores/etcd2/codec.ts";
+import { codeOf } from "./fixtures/code-of.ts";
 
 const EP = "http://127.0.0.1:2379";
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    return isStoreError(err) ? err.code : `not a StoreError: ${String(err)}`;
-  }
-  return undefined;
-}
 
 describe("etcd2 codec", () => {
   test("etcd2 codec - keyPath percent-encodes each segment but keeps the slashes", () => {

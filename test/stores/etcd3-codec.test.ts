@@ -28,6 +28,7 @@ import {
   watchCreateRequest,
 } from "../../stores/etcd/codec.ts";
 import { decodeWatchMessage, watchReader } from "../../stores/etcd/watch-codec.ts";
+import { codeOf } from "./fixtures/code-of.ts";
 
 const W = "http://127.0.0.1:2379/v3/test";
 const HEADER = {
@@ -39,15 +40,6 @@ const HEADER = {
 
 function bytes(base64: string): number[] {
   return [...Buffer.from(base64, "base64")];
-}
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    return isStoreError(err) ? err.code : `not a StoreError: ${String(err)}`;
-  }
-  return undefined;
 }
 
 describe("etcd3 codec", () => {

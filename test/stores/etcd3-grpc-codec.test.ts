@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { isStoreError, StoreErrorCode } from "../../stores/errors.ts";
+import { StoreErrorCode } from "../../stores/errors.ts";
 import { decodeRange, toKeyValue } from "../../stores/etcd/codec.ts";
 import {
   decodeRangeMessage,
@@ -11,6 +11,7 @@ import { RangeStreamDecoder } from "../../stores/etcd/grpc-range-stream.ts";
 import type { ListResult } from "../../stores/store.ts";
 import { boundValue } from "../../stores/values.ts";
 import { Rng } from "../fuzz/prng.ts";
+import { codeOf } from "./fixtures/code-of.ts";
 
 const W = "http://127.0.0.1:2379/etcdserverpb.KV/Range";
 
@@ -45,15 +46,6 @@ function kv(key: string, value: string, mod: bigint, lease = 0n): number[] {
   ]);
 }
 const header = (revision: bigint) => bytes(1, [...int(1, 14841639068965178418n), ...int(3, revision)]);
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    return isStoreError(err) ? err.code : `not a StoreError: ${String(err)}`;
-  }
-  return undefined;
-}
 
 describe("etcd3 gRPC codec", () => {
   test("etcd3 gRPC codec - a prefix RangeRequest is key, range_end and ascending order, byte for byte", () => {

@@ -1,8 +1,8 @@
 /**
  * The `etcd` driver's lists over gRPC against a real etcd 3.4: the same answer as through the JSON
- * gateway, no gateway range request while gRPC works, and the gateway taking over where gRPC does not
- * (a relay that speaks only HTTP/1.1, an invalidated auth token). The contract suite runs over both
- * paths as well (contract.test.ts: "etcd" and "etcd-gateway").
+ * gateway (values over `maxValueBytes` left out alike), no gateway range request while gRPC works, and
+ * the gateway taking over where gRPC does not (a relay that speaks only HTTP/1.1, an invalidated auth
+ * token). The contract suite runs over both paths as well (contract.test.ts: "etcd" and "etcd-gateway").
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Etcd3Store } from "../../stores/etcd/index.ts";
@@ -45,6 +45,37 @@ describe("etcd3 driver lists over gRPC", () => {
     await Promise.all(stores.map((s) => s.close()));
     await server?.stop();
   }, SLOW);
+
+  test(
+    "etcd3 gRPC - a list with maxValueBytes leaves out values of 1 MiB over gRPC, as the gateway does",
+    async () => {
+      const p = "/weft-grpc/limit/";
+      const writer = open({}, false);
+      const values = new Map<string, string>();
+      for (let i = 0; i < 6; i++) {
+        const value = i % 2 === 0 ? `${"é".repeat((1 << 19) - 1)}${i}` : `{"PublicIP":"10.0.0.${i}"}`;
+        values.set(`${p}${i}`, value);
+        await writer.create(`${p}${i}`, value, i % 3 === 0 ? {} : { ttlSeconds: 600 });
+      }
+      const paths: string[] = [];
+      // Values of 1 MiB are left out while the answer streams in (grpc-range-stream.ts walks their kvs).
+      const grpcStore = open({ fetch: countingFetch(paths) });
+      const viaGrpc = await grpcStore.list(p, { maxValueBytes: 4096 });
+      expect(paths).toEqual([]);
+      expect(viaGrpc.entries.map((e) => [e.key, e.value, e.omittedBytes])).toEqual(
+        [...values].map(([key, value]) =>
+          value.length > 4096 ? [key, "", Buffer.byteLength(value)] : [key, value, undefined],
+        ),
+      );
+      expect(viaGrpc.entries.find((e) => e.key === `${p}0`)?.omittedBytes).toBe((1 << 20) - 1);
+      const viaGateway = await open({}, false).list(p, { maxValueBytes: 4096 });
+      expect(viaGrpc).toEqual(viaGateway);
+      const whole = await grpcStore.list(p);
+      expect(whole.entries.map((e) => e.value)).toEqual([...values.values()]);
+      expect(paths).toEqual([]);
+    },
+    SLOW,
+  );
 
   test("etcd3 gRPC - a list over gRPC equals the gateway's, without a gateway range request", async () => {
     const p = "/weft-grpc/same/";

@@ -15,6 +15,7 @@ import type { JsonStreamReader } from "../../stores/json-stream.ts";
 import type { StoreRuntimeOptions } from "../../stores/runtime.ts";
 import type { KeyValue, Store } from "../../stores/store.ts";
 import { Rng } from "../fuzz/prng.ts";
+import { codeOf } from "./fixtures/code-of.ts";
 
 const utf8 = (text: string) => new TextEncoder().encode(text);
 const b64 = (text: string) => Buffer.from(text).toString("base64");
@@ -41,15 +42,6 @@ function stream(reader: JsonStreamReader, bytes: Uint8Array, rng: Rng): unknown 
     at = next;
   }
   return reader.end();
-}
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    return isStoreError(err) ? err.code : `not a StoreError: ${String(err)}`;
-  }
-  return undefined;
 }
 
 /** What a list under LIMIT hands over for each value. */

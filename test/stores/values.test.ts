@@ -1,6 +1,6 @@
 import { expect, test } from "bun:test";
 import type { KeyValue } from "../../stores/store.ts";
-import { base64Bytes, base64Chars, boundValue, overLimit } from "../../stores/values.ts";
+import { base64Bytes, base64Chars, base64Padding, boundValue, overLimit } from "../../stores/values.ts";
 
 const kv = (value: string, ttlSeconds?: number): KeyValue =>
   ttlSeconds === undefined
@@ -29,6 +29,15 @@ test("values - boundValue keeps what fits, and leaves the rest out with its leng
     ttlSeconds: 30,
     omittedBytes: 15,
   });
+  // Left out by the decoder already: its length as the decoder counted it, whatever the limit.
+  expect(boundValue(kv("", 30), undefined, 99)).toEqual({
+    key: "/p/k",
+    value: "",
+    revision: 3n,
+    expires: true,
+    ttlSeconds: 30,
+    omittedBytes: 99,
+  });
   expect(boundValue(kv("abcde"), 4)).toEqual({
     key: "/p/k",
     value: "",
@@ -42,6 +51,7 @@ test("values - base64 lengths match what Buffer decodes", () => {
   for (let n = 0; n < 40; n++) {
     const text = Buffer.alloc(n, 7).toString("base64");
     const padding = text.length - text.replace(/=+$/, "").length;
+    expect(base64Padding(text)).toBe(padding);
     expect(base64Bytes(text.length, padding)).toBe(n);
     expect(text.length <= base64Chars(n)).toBe(true);
   }
